@@ -1,0 +1,94 @@
+#include "net/command_spec.h"
+
+#include <array>
+
+#include "base/strings.h"
+
+namespace flin::net {
+namespace {
+
+constexpr uint32_t R = kCmdRead, W = kCmdWrite, A = kCmdAdmin, N = kCmdNoAuth,
+                   C = kCmdConnection;
+
+constexpr std::array kCommands = std::to_array<CommandSpec>({
+    // connection
+    {"ping", -1, C | N, 0, 0, 0, "connection", "PING [message]", "Check the server answers"},
+    {"echo", 2, C, 0, 0, 0, "connection", "ECHO message", "Return the message"},
+    {"quit", -1, C | N, 0, 0, 0, "connection", "QUIT", "Close the connection"},
+    {"hello", -1, C | N, 0, 0, 0, "connection",
+     "HELLO [2 [AUTH username password] [SETNAME name]]",
+     "Handshake: protocol version 2 only, optional AUTH"},
+    {"auth", -2, C | N, 0, 0, 0, "connection", "AUTH [username] password",
+     "Authenticate the connection"},
+    {"client", -2, C, 0, 0, 0, "connection", "CLIENT SETNAME name | GETNAME | ID | SETINFO ...",
+     "Connection settings (name, id, consistency level)"},
+    {"select", 2, C, 0, 0, 0, "connection", "SELECT 0", "Only database 0 exists"},
+    // server
+    {"command", -1, A, 0, 0, 0, "server", "COMMAND [COUNT | DOCS | INFO name ...]",
+     "Describe the command table"},
+    {"info", -1, A, 0, 0, 0, "server", "INFO [section]", "Server, storage and replication state"},
+    {"dbsize", 1, R, 0, 0, 0, "server", "DBSIZE", "Number of live keys"},
+    {"flushall", -1, W, 0, 0, 0, "server", "FLUSHALL [SYNC | ASYNC]", "Delete every key"},
+    {"config", -2, A, 0, 0, 0, "server", "CONFIG GET parameter", "Read configuration values"},
+    // string
+    {"get", 2, R, 1, 1, 1, "string", "GET key", "Value of a key"},
+    {"set", -3, W, 1, 1, 1, "string",
+     "SET key value [NX | XX] [GET] [EX seconds | PX milliseconds | EXAT unix-seconds | "
+     "PXAT unix-milliseconds | KEEPTTL]",
+     "Set a key's value, optionally with a TTL and conditions"},
+    {"mget", -2, R, 1, -1, 1, "string", "MGET key [key ...]", "Values of several keys (nil if missing)"},
+    {"mset", -3, W, 1, -1, 2, "string", "MSET key value [key value ...]",
+     "Set several keys atomically"},
+    {"msetnx", -3, W, 1, -1, 2, "string", "MSETNX key value [key value ...]",
+     "Set several keys atomically, only if none exists"},
+    {"msetex", -4, W, 2, -1, 2, "string",
+     "MSETEX numkeys key value [key value ...] [NX | XX] [EX seconds | PX milliseconds | "
+     "EXAT unix-seconds | PXAT unix-milliseconds | KEEPTTL]",
+     "Set several keys atomically with a shared TTL and condition"},
+    {"mdel", -2, W, 1, -1, 1, "generic", "MDEL key [key ...]",
+     "Delete several keys atomically; returns how many existed"},
+    // generic
+    {"del", -2, W, 1, -1, 1, "generic", "DEL key [key ...]", "Delete keys; returns how many existed"},
+    {"unlink", -2, W, 1, -1, 1, "generic", "UNLINK key [key ...]", "Same as DEL"},
+    {"exists", -2, R, 1, -1, 1, "generic", "EXISTS key [key ...]", "Count the keys that exist"},
+    {"expire", -3, W, 1, 1, 1, "generic", "EXPIRE key seconds [NX | XX | GT | LT]",
+     "Set a key's time to live in seconds"},
+    {"pexpire", -3, W, 1, 1, 1, "generic", "PEXPIRE key milliseconds [NX | XX | GT | LT]",
+     "Set a key's time to live in milliseconds"},
+    {"expireat", -3, W, 1, 1, 1, "generic", "EXPIREAT key unix-seconds [NX | XX | GT | LT]",
+     "Set a key's expiry as a Unix time in seconds"},
+    {"pexpireat", -3, W, 1, 1, 1, "generic",
+     "PEXPIREAT key unix-milliseconds [NX | XX | GT | LT]",
+     "Set a key's expiry as a Unix time in milliseconds"},
+    {"ttl", 2, R, 1, 1, 1, "generic", "TTL key",
+     "Remaining time to live in seconds (-1 no expiry, -2 missing)"},
+    {"pttl", 2, R, 1, 1, 1, "generic", "PTTL key",
+     "Remaining time to live in milliseconds (-1 no expiry, -2 missing)"},
+    {"expiretime", 2, R, 1, 1, 1, "generic", "EXPIRETIME key",
+     "Absolute expiry as a Unix time in seconds"},
+    {"pexpiretime", 2, R, 1, 1, 1, "generic", "PEXPIRETIME key",
+     "Absolute expiry as a Unix time in milliseconds"},
+    {"persist", 2, W, 1, 1, 1, "generic", "PERSIST key", "Remove a key's expiry"},
+    {"type", 2, R, 1, 1, 1, "generic", "TYPE key", "Type of the value stored at key"},
+    {"scan", -2, R, 0, 0, 0, "generic", "SCAN cursor [MATCH pattern] [COUNT count]",
+     "Iterate over keys"},
+    {"keys", 2, R, 0, 0, 0, "generic", "KEYS pattern", "All keys matching a glob pattern"},
+});
+
+}  // namespace
+
+std::span<const CommandSpec> AllCommands() { return kCommands; }
+
+const CommandSpec* FindCommand(std::string_view name) {
+  for (const CommandSpec& c : kCommands) {
+    if (EqualsIgnoreCase(c.name, name)) return &c;
+  }
+  return nullptr;
+}
+
+bool ArityOk(const CommandSpec& spec, size_t argc) {
+  if (spec.arity >= 0) return argc == static_cast<size_t>(spec.arity);
+  return argc >= static_cast<size_t>(-spec.arity);
+}
+
+}  // namespace flin::net
