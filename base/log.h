@@ -5,6 +5,8 @@
 #include <sstream>
 #include <string_view>
 
+#include "base/check.h"
+
 namespace flin::log {
 
 enum class Level { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
@@ -27,10 +29,11 @@ class Message {
 
 }  // namespace flin::log
 
-#define FLIN_LOG(level)                                                     \
-  if (::flin::log::Level::level < ::flin::log::GetLevel()) {               \
-  } else                                                                    \
-    ::flin::log::Message(::flin::log::Level::level, __FILE__, __LINE__).stream()
+#define FLIN_LOG(level)                                                  \
+  (::flin::log::Level::level < ::flin::log::GetLevel())                  \
+      ? (void)0                                                          \
+      : ::flin::internal::Voidify() &                                    \
+            ::flin::log::Message(::flin::log::Level::level, __FILE__, __LINE__).stream()
 #define LOG_DEBUG FLIN_LOG(kDebug)
 #define LOG_INFO FLIN_LOG(kInfo)
 #define LOG_WARN FLIN_LOG(kWarn)

@@ -1,0 +1,580 @@
+#include "store/kv_store.h"
+
+#include <cstring>
+
+#include "base/check.h"
+#include "base/log.h"
+#include "base/strings.h"
+
+namespace flin::store {
+namespace {
+
+// sqlite3_bind_blob binds SQL NULL for a null pointer, even with length 0;
+// an empty value must stay an empty blob.
+void BindBlob(sqlite3_stmt* s, int i, std::string_view v) {
+  sqlite3_bind_blob(s, i, v.data() ? v.data() : "", static_cast<int>(v.size()), SQLITE_STATIC);
+}
+
+std::string_view ColumnBlob(sqlite3_stmt* s, int i) {
+  const void* p = sqlite3_column_blob(s, i);
+  int n = sqlite3_column_bytes(s, i);
+  return p ? std::string_view(static_cast<const char*>(p), static_cast<size_t>(n))
+           : std::string_view();
+}
+
+int64_t ColumnExpiry(sqlite3_stmt* s, int i) {
+  return sqlite3_column_type(s, i) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, i);
+}
+
+bool Live(int64_t expires_at, int64_t now_ms) { return expires_at == 0 || expires_at > now_ms; }
+
+// Resets a statement when the scope ends, so no statement holds a read lock
+// or points at a caller's buffer longer than needed.
+class StmtGuard {
+ public:
+  explicit StmtGuard(sqlite3_stmt* s) : s_(s) {}
+  ~StmtGuard() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+
+ private:
+  sqlite3_stmt* s_;
+};
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS kv(
+  key BLOB PRIMARY KEY,
+  value BLOB NOT NULL,
+  expires_at INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS kv_expires_at ON kv(expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS import_area(id BLOB PRIMARY KEY, next_seq INTEGER NOT NULL,
+  touched_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS import_row(id BLOB NOT NULL, seq INTEGER NOT NULL, key BLOB NOT NULL,
+  value BLOB NOT NULL, expires_at INTEGER, PRIMARY KEY(id, seq)) WITHOUT ROWID;
+)sql";
+
+constexpr int64_t kImportIdleMs = 3600 * 1000;
+
+}  // namespace
+
+KvStore::KvStore(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
+
+KvStore::~KvStore() {
+  if (in_txn_) {
+    Status s = Commit();
+    if (!s.ok()) LOG_ERROR << "state.db: final commit failed: " << s.ToString();
+  }
+  for (sqlite3_stmt* s : {get_, upsert_, del_, set_exp_, sweep_, scan_, count_, has_expired_,
+                          set_applied_, begin_, commit_}) {
+    sqlite3_finalize(s);
+  }
+  sqlite3_close(db_);
+}
+
+Status KvStore::SqlError(const char* what) const {
+  std::string msg = path_ + ": " + what + ": " + sqlite3_errmsg(db_);
+  int code = sqlite3_errcode(db_) & 0xff;
+  if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) return Status::Corruption(msg);
+  if (code == SQLITE_BUSY || code == SQLITE_LOCKED) return Status::Busy(msg);
+  return Status::IOError(msg);
+}
+
+Status KvStore::Exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = path_ + ": " + (err ? err : "unknown error");
+    sqlite3_free(err);
+    int code = sqlite3_errcode(db_) & 0xff;
+    if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) return Status::Corruption(msg);
+    return Status::IOError(msg);
+  }
+  return Status::Ok();
+}
+
+Status KvStore::Prepare(const char* sql, sqlite3_stmt** stmt) {
+  if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, stmt, nullptr) != SQLITE_OK) {
+    return SqlError(sql);
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<KvStore>> KvStore::Open(const std::string& path,
+                                               const KvStoreOptions& opts) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = path + ": cannot open: " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_close(db);
+    return Status::IOError(msg);
+  }
+  std::unique_ptr<KvStore> store(new KvStore(path, db));
+  FLIN_RETURN_IF_ERROR(store->Init(opts));
+  return store;
+}
+
+Status KvStore::Init(const KvStoreOptions& opts) {
+  // WAL + synchronous=NORMAL: commits do not fsync (the Raft log already made
+  // the entries durable), but the file stays consistent across power loss.
+  FLIN_RETURN_IF_ERROR(Exec("PRAGMA journal_mode=WAL"));
+  FLIN_RETURN_IF_ERROR(Exec("PRAGMA synchronous=NORMAL"));
+  FLIN_RETURN_IF_ERROR(Exec("PRAGMA temp_store=MEMORY"));
+  std::string cache = "PRAGMA cache_size=-" + std::to_string(opts.cache_bytes / 1024);
+  FLIN_RETURN_IF_ERROR(Exec(cache.c_str()));
+  FLIN_RETURN_IF_ERROR(Exec(kSchema));
+
+  sqlite3_stmt* s = nullptr;
+  FLIN_RETURN_IF_ERROR(Prepare("SELECT name, value FROM meta", &s));
+  bool have_version = false;
+  Status st;
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    std::string_view name(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
+    if (name == "schema_version") {
+      have_version = true;
+      int64_t v = sqlite3_column_int64(s, 1);
+      if (v != kSchemaVersion) {
+        st = Status::Corruption(path_ + ": schema version " + std::to_string(v) +
+                                " is not supported (this flind knows " +
+                                std::to_string(kSchemaVersion) + ")");
+      }
+    } else if (name == "applied_index") {
+      applied_index_ = committed_index_ = static_cast<uint64_t>(sqlite3_column_int64(s, 1));
+    }
+  }
+  sqlite3_finalize(s);
+  FLIN_RETURN_IF_ERROR(st);
+  if (!have_version) {
+    FLIN_RETURN_IF_ERROR(Exec(
+        "INSERT INTO meta(name, value) VALUES('schema_version', 1), ('applied_index', 0)"));
+  }
+
+  FLIN_RETURN_IF_ERROR(Prepare("SELECT value, expires_at FROM kv WHERE key = ?1", &get_));
+  FLIN_RETURN_IF_ERROR(Prepare(
+      "INSERT INTO kv(key, value, expires_at) VALUES(?1, ?2, ?3) "
+      "ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+      &upsert_));
+  FLIN_RETURN_IF_ERROR(Prepare("DELETE FROM kv WHERE key = ?1 RETURNING expires_at", &del_));
+  FLIN_RETURN_IF_ERROR(Prepare("UPDATE kv SET expires_at = ?2 WHERE key = ?1", &set_exp_));
+  FLIN_RETURN_IF_ERROR(Prepare(
+      "DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expires_at <= ?1 LIMIT ?2)", &sweep_));
+  FLIN_RETURN_IF_ERROR(
+      Prepare("SELECT key, expires_at FROM kv WHERE key >= ?1 ORDER BY key LIMIT ?2", &scan_));
+  FLIN_RETURN_IF_ERROR(Prepare(
+      "SELECT count(*) FROM kv WHERE expires_at IS NULL OR expires_at > ?1", &count_));
+  FLIN_RETURN_IF_ERROR(
+      Prepare("SELECT 1 FROM kv WHERE expires_at <= ?1 LIMIT 1", &has_expired_));
+  FLIN_RETURN_IF_ERROR(
+      Prepare("UPDATE meta SET value = ?1 WHERE name = 'applied_index'", &set_applied_));
+  FLIN_RETURN_IF_ERROR(Prepare("BEGIN IMMEDIATE", &begin_));
+  FLIN_RETURN_IF_ERROR(Prepare("COMMIT", &commit_));
+  return Status::Ok();
+}
+
+void KvStore::BeginIfNeeded() {
+  if (in_txn_) return;
+  int rc = sqlite3_step(begin_);
+  sqlite3_reset(begin_);
+  FLIN_CHECK(rc == SQLITE_DONE) << SqlError("BEGIN").ToString();
+  in_txn_ = true;
+}
+
+Status KvStore::Commit() {
+  if (!in_txn_) return Status::Ok();
+  sqlite3_bind_int64(set_applied_, 1, static_cast<int64_t>(applied_index_));
+  int rc = sqlite3_step(set_applied_);
+  sqlite3_reset(set_applied_);
+  if (rc != SQLITE_DONE) return SqlError("store applied_index");
+  rc = sqlite3_step(commit_);
+  sqlite3_reset(commit_);
+  if (rc != SQLITE_DONE) return SqlError("COMMIT");
+  in_txn_ = false;
+  committed_index_ = applied_index_;
+  uncommitted_ = 0;
+  return Status::Ok();
+}
+
+Status KvStore::Checkpoint() {
+  FLIN_RETURN_IF_ERROR(Commit());
+  int log_frames = 0, done_frames = 0;
+  int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, &log_frames,
+                                     &done_frames);
+  if (rc == SQLITE_BUSY) return Status::Busy(path_ + ": checkpoint blocked by a reader");
+  if (rc != SQLITE_OK) return SqlError("checkpoint");
+  return Status::Ok();
+}
+
+void KvStore::MarkApplied(uint64_t index) {
+  FLIN_CHECK(index > applied_index_) << index << " <= " << applied_index_;
+  BeginIfNeeded();
+  applied_index_ = index;
+  ++uncommitted_;
+}
+
+// ---- apply ----
+
+std::optional<int64_t> KvStore::LiveExpiry(std::string_view key, int64_t now_ms,
+                                           std::string* old) {
+  StmtGuard g(get_);
+  BindBlob(get_, 1, key);
+  int rc = sqlite3_step(get_);
+  if (rc == SQLITE_DONE) return std::nullopt;
+  FLIN_CHECK(rc == SQLITE_ROW) << SqlError("read during apply").ToString();
+  int64_t exp = ColumnExpiry(get_, 1);
+  if (!Live(exp, now_ms)) return std::nullopt;
+  if (old) old->assign(ColumnBlob(get_, 0));
+  return exp;
+}
+
+void KvStore::Upsert(std::string_view key, std::string_view value, int64_t expires_at) {
+  StmtGuard g(upsert_);
+  BindBlob(upsert_, 1, key);
+  BindBlob(upsert_, 2, value);
+  if (expires_at > 0) sqlite3_bind_int64(upsert_, 3, expires_at);
+  else sqlite3_bind_null(upsert_, 3);
+  int rc = sqlite3_step(upsert_);
+  FLIN_CHECK(rc == SQLITE_DONE) << SqlError("write during apply").ToString();
+}
+
+bool KvStore::DeleteKey(std::string_view key, int64_t now_ms) {
+  StmtGuard g(del_);
+  BindBlob(del_, 1, key);
+  int rc = sqlite3_step(del_);
+  bool live = false;
+  if (rc == SQLITE_ROW) {
+    live = Live(ColumnExpiry(del_, 0), now_ms);
+    rc = sqlite3_step(del_);
+  }
+  FLIN_CHECK(rc == SQLITE_DONE) << SqlError("delete during apply").ToString();
+  return live;
+}
+
+void KvStore::SetExpiry(std::string_view key, int64_t expires_at) {
+  StmtGuard g(set_exp_);
+  BindBlob(set_exp_, 1, key);
+  if (expires_at > 0) sqlite3_bind_int64(set_exp_, 2, expires_at);
+  else sqlite3_bind_null(set_exp_, 2);
+  int rc = sqlite3_step(set_exp_);
+  FLIN_CHECK(rc == SQLITE_DONE) << SqlError("expire during apply").ToString();
+}
+
+ApplyResult KvStore::ApplySet(const Command& cmd) {
+  FLIN_CHECK(cmd.args.size() == 2);
+  std::string old;
+  bool want_old = cmd.flags & kGetOld;
+  std::optional<int64_t> exp = LiveExpiry(cmd.args[0], cmd.now_ms, want_old ? &old : nullptr);
+  bool ok = !((cmd.flags & kCondNx) && exp) && !((cmd.flags & kCondXx) && !exp);
+  if (ok) {
+    int64_t new_exp = (cmd.flags & kKeepTtl) ? exp.value_or(0) : cmd.arg;
+    Upsert(cmd.args[0], cmd.args[1], new_exp);
+  }
+  if (want_old) return exp ? ApplyResult::Bulk(std::move(old)) : ApplyResult::Nil();
+  return ok ? ApplyResult::Ok() : ApplyResult::Nil();
+}
+
+ApplyResult KvStore::ApplyMSet(const Command& cmd) {
+  FLIN_CHECK(cmd.args.size() % 2 == 0);
+  bool keep = cmd.flags & kKeepTtl;
+  if (cmd.flags & (kCondNx | kCondXx)) {
+    // All-or-nothing condition over the whole batch, checked before any write.
+    for (size_t i = 0; i < cmd.args.size(); i += 2) {
+      bool live = LiveExpiry(cmd.args[i], cmd.now_ms, nullptr).has_value();
+      if ((cmd.flags & kCondNx) ? live : !live) return ApplyResult::Int(0);
+    }
+  }
+  for (size_t i = 0; i < cmd.args.size(); i += 2) {
+    int64_t exp = cmd.arg;
+    if (keep) exp = LiveExpiry(cmd.args[i], cmd.now_ms, nullptr).value_or(0);
+    Upsert(cmd.args[i], cmd.args[i + 1], exp);
+  }
+  return (cmd.flags & kReplyInt) ? ApplyResult::Int(1) : ApplyResult::Ok();
+}
+
+ApplyResult KvStore::ApplyExpire(const Command& cmd) {
+  FLIN_CHECK(cmd.args.size() == 1);
+  std::optional<int64_t> cur = LiveExpiry(cmd.args[0], cmd.now_ms, nullptr);
+  if (!cur) return ApplyResult::Int(0);
+  int64_t at = cmd.arg;
+  // Redis 7 EXPIRE options; a key without expiry counts as an infinite TTL.
+  if ((cmd.flags & kExpNx) && *cur != 0) return ApplyResult::Int(0);
+  if ((cmd.flags & kExpXx) && *cur == 0) return ApplyResult::Int(0);
+  if ((cmd.flags & kExpGt) && (*cur == 0 || at <= *cur)) return ApplyResult::Int(0);
+  if ((cmd.flags & kExpLt) && *cur != 0 && at >= *cur) return ApplyResult::Int(0);
+  if (at <= cmd.now_ms) {
+    DeleteKey(cmd.args[0], cmd.now_ms);
+  } else {
+    SetExpiry(cmd.args[0], at);
+  }
+  return ApplyResult::Int(1);
+}
+
+ApplyResult KvStore::ApplyImport(const Command& cmd) {
+  FLIN_CHECK(!cmd.args.empty());
+  std::string_view id = cmd.args[0];
+  auto run = [&](const char* sql, auto&& bind) -> int64_t {
+    sqlite3_stmt* s = nullptr;
+    FLIN_CHECK(sqlite3_prepare_v2(db_, sql, -1, &s, nullptr) == SQLITE_OK) << sqlite3_errmsg(db_);
+    bind(s);
+    int64_t v = -1;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) v = sqlite3_column_int64(s, 0);
+    FLIN_CHECK(rc == SQLITE_DONE) << SqlError(sql).ToString();
+    sqlite3_finalize(s);
+    return v;
+  };
+  auto bind_id = [&](sqlite3_stmt* s) { BindBlob(s, 1, id); };
+  int64_t next_seq =
+      run("SELECT next_seq FROM import_area WHERE id = ?1", bind_id);
+  std::string unknown = "ERR no such import '" + Printable(id) + "' (it was committed, aborted or expired)";
+
+  switch (cmd.op) {
+    case Op::kImportBegin:
+      if (next_seq >= 0) return ApplyResult::Error("ERR import '" + Printable(id) + "' exists");
+      run("INSERT INTO import_area(id, next_seq, touched_ms) VALUES(?1, 0, ?2)",
+          [&](sqlite3_stmt* s) {
+            BindBlob(s, 1, id);
+            sqlite3_bind_int64(s, 2, cmd.now_ms);
+          });
+      return ApplyResult::Ok();
+    case Op::kImportAdd: {
+      if (next_seq < 0) return ApplyResult::Error(unknown);
+      sqlite3_stmt* s = nullptr;
+      FLIN_CHECK(sqlite3_prepare_v2(db_,
+                                    "INSERT INTO import_row(id, seq, key, value, expires_at) "
+                                    "VALUES(?1, ?2, ?3, ?4, ?5)",
+                                    -1, &s, nullptr) == SQLITE_OK);
+      int64_t n = 0;
+      for (size_t i = 1; i + 3 <= cmd.args.size(); i += 3) {
+        int64_t exp = ParseInt64(cmd.args[i + 2]).value_or(0);
+        BindBlob(s, 1, id);
+        sqlite3_bind_int64(s, 2, next_seq + n);
+        BindBlob(s, 3, cmd.args[i]);
+        BindBlob(s, 4, cmd.args[i + 1]);
+        if (exp > 0) sqlite3_bind_int64(s, 5, exp);
+        else sqlite3_bind_null(s, 5);
+        FLIN_CHECK(sqlite3_step(s) == SQLITE_DONE) << SqlError("stage import row").ToString();
+        sqlite3_reset(s);
+        ++n;
+      }
+      sqlite3_finalize(s);
+      run("UPDATE import_area SET next_seq = ?2, touched_ms = ?3 WHERE id = ?1",
+          [&](sqlite3_stmt* st) {
+            BindBlob(st, 1, id);
+            sqlite3_bind_int64(st, 2, next_seq + n);
+            sqlite3_bind_int64(st, 3, cmd.now_ms);
+          });
+      return ApplyResult::Int(n);
+    }
+    case Op::kImportCommit: {
+      if (next_seq < 0) return ApplyResult::Error(unknown);
+      auto bind_now = [&](sqlite3_stmt* s) {
+        BindBlob(s, 1, id);
+        sqlite3_bind_int64(s, 2, cmd.now_ms);
+      };
+      int64_t keys = run(
+          "SELECT count(DISTINCT key) FROM import_row WHERE id = ?1 AND "
+          "(expires_at IS NULL OR expires_at > ?2)",
+          bind_now);
+      // ORDER BY seq: for a key staged twice, the later row is applied last and wins.
+      run("INSERT INTO kv(key, value, expires_at) SELECT key, value, expires_at FROM import_row "
+          "WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY seq "
+          "ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+          bind_now);
+      run("DELETE FROM import_row WHERE id = ?1", bind_id);
+      run("DELETE FROM import_area WHERE id = ?1", bind_id);
+      return ApplyResult::Int(keys);
+    }
+    case Op::kImportAbort:
+      if (next_seq < 0) return ApplyResult::Error(unknown);
+      run("DELETE FROM import_row WHERE id = ?1", bind_id);
+      run("DELETE FROM import_area WHERE id = ?1", bind_id);
+      return ApplyResult::Ok();
+    default:
+      FLIN_CHECK(false) << "not an import op";
+  }
+  return ApplyResult::Ok();
+}
+
+ApplyResult KvStore::Apply(uint64_t index, const Command& cmd) {
+  FLIN_CHECK(index > applied_index_) << "apply " << index << " after " << applied_index_;
+  BeginIfNeeded();
+  applied_index_ = index;
+  ++uncommitted_;
+  switch (cmd.op) {
+    case Op::kNoop:
+      return ApplyResult::Ok();
+    case Op::kSet:
+      return ApplySet(cmd);
+    case Op::kMSet:
+      return ApplyMSet(cmd);
+    case Op::kDel: {
+      int64_t n = 0;
+      for (std::string_view k : cmd.args) n += DeleteKey(k, cmd.now_ms) ? 1 : 0;
+      return ApplyResult::Int(n);
+    }
+    case Op::kExpire:
+      return ApplyExpire(cmd);
+    case Op::kPersist: {
+      std::optional<int64_t> cur = LiveExpiry(cmd.args.at(0), cmd.now_ms, nullptr);
+      if (!cur || *cur == 0) return ApplyResult::Int(0);
+      SetExpiry(cmd.args[0], 0);
+      return ApplyResult::Int(1);
+    }
+    case Op::kFlushAll:
+      FLIN_CHECK(Exec("DELETE FROM kv").ok()) << sqlite3_errmsg(db_);
+      return ApplyResult::Ok();
+    case Op::kSweep: {
+      StmtGuard g(sweep_);
+      sqlite3_bind_int64(sweep_, 1, cmd.now_ms);
+      sqlite3_bind_int64(sweep_, 2, cmd.arg);
+      FLIN_CHECK(sqlite3_step(sweep_) == SQLITE_DONE) << SqlError("sweep").ToString();
+      int64_t n = sqlite3_changes(db_);
+      // Staging areas of abandoned imports go too (deterministic: entry time).
+      sqlite3_stmt* s = nullptr;
+      FLIN_CHECK(sqlite3_prepare_v2(db_,
+                                    "DELETE FROM import_row WHERE id IN (SELECT id FROM "
+                                    "import_area WHERE touched_ms < ?1)",
+                                    -1, &s, nullptr) == SQLITE_OK);
+      sqlite3_bind_int64(s, 1, cmd.now_ms - kImportIdleMs);
+      FLIN_CHECK(sqlite3_step(s) == SQLITE_DONE);
+      sqlite3_finalize(s);
+      FLIN_CHECK(sqlite3_prepare_v2(db_, "DELETE FROM import_area WHERE touched_ms < ?1", -1, &s,
+                                    nullptr) == SQLITE_OK);
+      sqlite3_bind_int64(s, 1, cmd.now_ms - kImportIdleMs);
+      FLIN_CHECK(sqlite3_step(s) == SQLITE_DONE);
+      sqlite3_finalize(s);
+      return ApplyResult::Int(n);
+    }
+    case Op::kImportBegin:
+    case Op::kImportAdd:
+    case Op::kImportCommit:
+    case Op::kImportAbort:
+      return ApplyImport(cmd);
+  }
+  return ApplyResult::Error("ERR unknown operation in log entry");
+}
+
+// ---- reads ----
+
+Result<std::optional<KvStore::Item>> KvStore::Get(std::string_view key, int64_t now_ms) {
+  StmtGuard g(get_);
+  BindBlob(get_, 1, key);
+  int rc = sqlite3_step(get_);
+  if (rc == SQLITE_DONE) return std::optional<Item>();
+  if (rc != SQLITE_ROW) return SqlError("GET");
+  int64_t exp = ColumnExpiry(get_, 1);
+  if (!Live(exp, now_ms)) return std::optional<Item>();
+  return std::optional<Item>(Item{std::string(ColumnBlob(get_, 0)), exp});
+}
+
+Result<bool> KvStore::Exists(std::string_view key, int64_t now_ms) {
+  StmtGuard g(get_);
+  BindBlob(get_, 1, key);
+  int rc = sqlite3_step(get_);
+  if (rc == SQLITE_DONE) return false;
+  if (rc != SQLITE_ROW) return SqlError("EXISTS");
+  return Live(ColumnExpiry(get_, 1), now_ms);
+}
+
+Status KvStore::ScanKeys(std::string_view after, std::string_view prefix, size_t limit,
+                         int64_t now_ms, std::vector<std::string>* keys, std::string* last,
+                         size_t* examined) {
+  // "key > after" is "key >= after + \0" in byte order.
+  std::string start(after);
+  if (!after.empty()) start.push_back('\0');
+  if (start < prefix) start.assign(prefix);
+  StmtGuard g(scan_);
+  BindBlob(scan_, 1, start);
+  sqlite3_bind_int64(scan_, 2, static_cast<int64_t>(limit));
+  *examined = 0;
+  int rc;
+  while ((rc = sqlite3_step(scan_)) == SQLITE_ROW) {
+    std::string_view k = ColumnBlob(scan_, 0);
+    if (k.substr(0, prefix.size()) != prefix) {
+      *examined = limit + 1;  // past the prefix: the scan is complete
+      break;
+    }
+    ++*examined;
+    last->assign(k);
+    if (Live(ColumnExpiry(scan_, 1), now_ms)) keys->emplace_back(k);
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqlError("SCAN");
+  return Status::Ok();
+}
+
+Result<int64_t> KvStore::CountLive(int64_t now_ms) {
+  StmtGuard g(count_);
+  sqlite3_bind_int64(count_, 1, now_ms);
+  if (sqlite3_step(count_) != SQLITE_ROW) return SqlError("DBSIZE");
+  return sqlite3_column_int64(count_, 0);
+}
+
+Result<bool> KvStore::HasExpired(int64_t now_ms) {
+  StmtGuard g(has_expired_);
+  sqlite3_bind_int64(has_expired_, 1, now_ms);
+  int rc = sqlite3_step(has_expired_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  return SqlError("expiry check");
+}
+
+// ---- export snapshots ----
+
+KvStore::Snapshot::~Snapshot() {
+  sqlite3_finalize(stmt_);
+  if (db_) sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
+  sqlite3_close(db_);
+}
+
+Result<std::unique_ptr<KvStore::Snapshot>> KvStore::OpenSnapshot(std::string_view prefix) {
+  auto snap = std::unique_ptr<Snapshot>(new Snapshot());
+  int rc = sqlite3_open_v2(path_.c_str(), &snap->db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) return Status::IOError(path_ + ": cannot open snapshot connection");
+  // The read transaction (and so the snapshot) starts at the first read
+  // after BEGIN; do that read now so later commits stay invisible.
+  if (sqlite3_exec(snap->db_, "BEGIN; SELECT count(*) FROM meta;", nullptr, nullptr, nullptr) !=
+          SQLITE_OK ||
+      sqlite3_prepare_v2(snap->db_,
+                         "SELECT key, value, expires_at FROM kv WHERE key >= ?1 ORDER BY key "
+                         "LIMIT ?2",
+                         -1, &snap->stmt_, nullptr) != SQLITE_OK) {
+    return Status::IOError(path_ + ": snapshot: " + sqlite3_errmsg(snap->db_));
+  }
+  snap->prefix_.assign(prefix);
+  return snap;
+}
+
+Status KvStore::Snapshot::Next(size_t count, int64_t now_ms, std::vector<Row>* rows) {
+  if (done_ || count == 0) return Status::Ok();
+  std::string start = last_;
+  if (started_) start.push_back('\0');
+  if (start < prefix_) start = prefix_;
+  started_ = true;
+  sqlite3_reset(stmt_);
+  BindBlob(stmt_, 1, start);
+  sqlite3_bind_int64(stmt_, 2, static_cast<int64_t>(count));
+  size_t seen = 0;
+  int rc;
+  while ((rc = sqlite3_step(stmt_)) == SQLITE_ROW) {
+    std::string_view k = ColumnBlob(stmt_, 0);
+    if (k.substr(0, prefix_.size()) != prefix_) {
+      done_ = true;
+      break;
+    }
+    ++seen;
+    last_.assign(k);
+    int64_t exp = ColumnExpiry(stmt_, 2);
+    if (Live(exp, now_ms)) rows->push_back(Row{std::string(k), std::string(ColumnBlob(stmt_, 1)), exp});
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    return Status::IOError(std::string("snapshot read: ") + sqlite3_errmsg(db_));
+  }
+  if (seen < count) done_ = true;
+  sqlite3_reset(stmt_);
+  return Status::Ok();
+}
+
+}  // namespace flin::store

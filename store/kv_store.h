@@ -1,0 +1,147 @@
+// KvStore: the key-value state machine on SQLite (state.db).
+//
+// Schema (DESIGN.md "Storage"): kv(key BLOB PRIMARY KEY, value BLOB NOT NULL,
+// expires_at INTEGER) WITHOUT ROWID with a partial index on expires_at; meta
+// holding schema_version, applied_index and cluster_id; staging tables for
+// atomic imports.
+//
+// Apply never commits per entry: entries are applied into one open write
+// transaction, and Commit() ends it (the daemon commits on a size/time
+// trigger). Reads go through the same connection, so they see every applied
+// entry, committed or not; the Raft log makes applied-but-uncommitted entries
+// durable and a restart re-applies everything above the committed
+// applied_index. applied_index is written in the same transaction as the
+// entries it covers, so a restart never re-applies or skips an entry.
+//
+// Thread-safety: thread-compatible. The daemon serialises all calls with one
+// mutex (apply thread and readers).
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "store/command.h"
+
+namespace flin::store {
+
+struct KvStoreOptions {
+  int64_t cache_bytes = 64 << 20;  // SQLite page cache of the main connection
+};
+
+class KvStore {
+ public:
+  static constexpr int kSchemaVersion = 1;
+
+  // Opens or creates the database at `path`. Corruption / IOError name the file.
+  static Result<std::unique_ptr<KvStore>> Open(const std::string& path,
+                                               const KvStoreOptions& opts = {});
+  ~KvStore();
+  KvStore(const KvStore&) = delete;
+  KvStore& operator=(const KvStore&) = delete;
+
+  // Highest index applied (possibly not yet committed) / committed to state.db.
+  uint64_t applied_index() const { return applied_index_; }
+  uint64_t committed_index() const { return committed_index_; }
+  // Entries applied since the last Commit.
+  size_t uncommitted_entries() const { return uncommitted_; }
+
+  // Applies the command of entry `index` (> applied_index()). Results that are
+  // client errors (e.g. IMPORT.ADD to an unknown import) change nothing.
+  // A storage failure here is fatal (the entry cannot be skipped).
+  ApplyResult Apply(uint64_t index, const Command& cmd);
+  // Records that entry `index` needed no state change (e.g. a raft no-op).
+  void MarkApplied(uint64_t index);
+  // Commits the open transaction, storing applied_index in it.
+  Status Commit();
+  // Commits, then checkpoints the WAL into the main file so that everything
+  // up to committed_index() is durable in state.db itself (before the Raft
+  // log is compacted below it).
+  Status Checkpoint();
+
+  // Reads as of wall-clock now_ms (keys with expires_at <= now_ms are absent).
+  // expires_at: 0 = no expiry.
+  struct Item {
+    std::string value;
+    int64_t expires_at = 0;
+  };
+  Result<std::optional<Item>> Get(std::string_view key, int64_t now_ms);
+  Result<bool> Exists(std::string_view key, int64_t now_ms);
+  // Up to `limit` live keys > `after` (or >= when after is empty) that start
+  // with `prefix`, in key order. *examined counts rows looked at (expired
+  // ones included) and *last the last key looked at, for cursors.
+  Status ScanKeys(std::string_view after, std::string_view prefix, size_t limit, int64_t now_ms,
+                  std::vector<std::string>* keys, std::string* last, size_t* examined);
+  Result<int64_t> CountLive(int64_t now_ms);
+  Result<bool> HasExpired(int64_t now_ms);
+
+  // A consistent read-only view of committed state (Commit() first) for
+  // streaming export: rows in key order, optionally under a prefix.
+  class Snapshot {
+   public:
+    ~Snapshot();
+    struct Row {
+      std::string key, value;
+      int64_t expires_at = 0;
+    };
+    // Examines up to `count` rows and appends the live ones (expired rows are
+    // skipped, so a call may append none before the end); done() at the end.
+    Status Next(size_t count, int64_t now_ms, std::vector<Row>* rows);
+    bool done() const { return done_; }
+
+   private:
+    friend class KvStore;
+    sqlite3* db_ = nullptr;
+    sqlite3_stmt* stmt_ = nullptr;
+    std::string prefix_, last_;
+    bool started_ = false, done_ = false;
+  };
+  Result<std::unique_ptr<Snapshot>> OpenSnapshot(std::string_view prefix);
+
+  const std::string& path() const { return path_; }
+
+ private:
+  KvStore(std::string path, sqlite3* db);
+  Status Init(const KvStoreOptions& opts);
+  Status Exec(const char* sql);
+  Status Prepare(const char* sql, sqlite3_stmt** stmt);
+  Status SqlError(const char* what) const;
+  void BeginIfNeeded();
+
+  // Apply helpers; each runs inside the open transaction.
+  std::optional<int64_t> LiveExpiry(std::string_view key, int64_t now_ms, std::string* old);
+  void Upsert(std::string_view key, std::string_view value, int64_t expires_at);
+  bool DeleteKey(std::string_view key, int64_t now_ms);
+  void SetExpiry(std::string_view key, int64_t expires_at);
+  ApplyResult ApplySet(const Command& cmd);
+  ApplyResult ApplyMSet(const Command& cmd);
+  ApplyResult ApplyExpire(const Command& cmd);
+  ApplyResult ApplyImport(const Command& cmd);
+
+  std::string path_;
+  sqlite3* db_;
+  bool in_txn_ = false;
+  uint64_t applied_index_ = 0;
+  uint64_t committed_index_ = 0;
+  size_t uncommitted_ = 0;
+
+  sqlite3_stmt* get_ = nullptr;
+  sqlite3_stmt* upsert_ = nullptr;
+  sqlite3_stmt* del_ = nullptr;
+  sqlite3_stmt* set_exp_ = nullptr;
+  sqlite3_stmt* sweep_ = nullptr;
+  sqlite3_stmt* scan_ = nullptr;
+  sqlite3_stmt* count_ = nullptr;
+  sqlite3_stmt* has_expired_ = nullptr;
+  sqlite3_stmt* set_applied_ = nullptr;
+  sqlite3_stmt* begin_ = nullptr;
+  sqlite3_stmt* commit_ = nullptr;
+};
+
+}  // namespace flin::store

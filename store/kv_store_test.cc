@@ -1,0 +1,190 @@
+#include "store/kv_store.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+namespace flin::store {
+namespace {
+
+namespace fs = std::filesystem;
+
+class KvStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/flin-kv-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    Reopen();
+  }
+  void TearDown() override {
+    store_.reset();
+    fs::remove_all(dir_);
+  }
+  void Reopen() {
+    store_.reset();
+    auto r = KvStore::Open(dir_ + "/state.db");
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    store_ = std::move(r).value();
+  }
+  ApplyResult Do(Op op, std::vector<std::string_view> args, int64_t arg = 0, uint32_t flags = 0,
+                 int64_t now = 1000) {
+    Command c;
+    c.op = op;
+    c.args = std::move(args);
+    c.arg = arg;
+    c.flags = flags;
+    c.now_ms = now;
+    return store_->Apply(++index_, c);
+  }
+  std::optional<std::string> Value(std::string_view k, int64_t now = 1000) {
+    auto r = store_->Get(k, now);
+    EXPECT_TRUE(r.ok());
+    if (!r->has_value()) return std::nullopt;
+    return (*r)->value;
+  }
+
+  std::string dir_;
+  std::unique_ptr<KvStore> store_;
+  uint64_t index_ = 0;
+};
+
+TEST_F(KvStoreTest, SetGetDelAreBinarySafe) {
+  std::string k("k\0\xff", 3), v("", 0);
+  EXPECT_EQ(Do(Op::kSet, {k, v}).kind, ApplyResult::Kind::kOk);
+  EXPECT_EQ(Value(k), "");
+  EXPECT_EQ(Value("k"), std::nullopt);
+  EXPECT_EQ(Do(Op::kDel, {k, "missing"}).n, 1);
+  EXPECT_EQ(Value(k), std::nullopt);
+}
+
+TEST_F(KvStoreTest, SetConditionsAndGetOld) {
+  EXPECT_EQ(Do(Op::kSet, {"a", "1"}, 0, kCondXx).kind, ApplyResult::Kind::kNil);
+  EXPECT_EQ(Value("a"), std::nullopt);
+  EXPECT_EQ(Do(Op::kSet, {"a", "1"}, 0, kCondNx).kind, ApplyResult::Kind::kOk);
+  EXPECT_EQ(Do(Op::kSet, {"a", "2"}, 0, kCondNx).kind, ApplyResult::Kind::kNil);
+  ApplyResult r = Do(Op::kSet, {"a", "3"}, 0, kGetOld);
+  EXPECT_EQ(r.kind, ApplyResult::Kind::kBulk);
+  EXPECT_EQ(r.str, "1");
+  EXPECT_EQ(Value("a"), "3");
+  EXPECT_EQ(Do(Op::kSet, {"b", "x"}, 0, kGetOld).kind, ApplyResult::Kind::kNil);
+}
+
+TEST_F(KvStoreTest, ExpiryIsDecidedByEntryTimeNotTheClock) {
+  Do(Op::kSet, {"t", "v"}, /*expire_at=*/2000);
+  EXPECT_EQ(Value("t", 1999), "v");
+  EXPECT_EQ(Value("t", 2000), std::nullopt);
+  // At entry time 2500 the key is gone, so NX succeeds and the TTL is cleared.
+  EXPECT_EQ(Do(Op::kSet, {"t", "w"}, 0, kCondNx, 2500).kind, ApplyResult::Kind::kOk);
+  auto item = store_->Get("t", 99999);
+  ASSERT_TRUE(item.ok() && item->has_value());
+  EXPECT_EQ((*item)->expires_at, 0);
+  // KEEPTTL keeps an existing expiry.
+  Do(Op::kSet, {"k", "1"}, 5000);
+  Do(Op::kSet, {"k", "2"}, 0, kKeepTtl);
+  EXPECT_EQ((*store_->Get("k", 1000))->expires_at, 5000);
+}
+
+TEST_F(KvStoreTest, ExpireOptionsFollowRedis) {
+  Do(Op::kSet, {"k", "v"});
+  EXPECT_EQ(Do(Op::kExpire, {"k"}, 5000, kExpXx).n, 0);  // no TTL yet
+  EXPECT_EQ(Do(Op::kExpire, {"k"}, 5000, kExpGt).n, 0);  // no TTL counts as infinite
+  EXPECT_EQ(Do(Op::kExpire, {"k"}, 5000, kExpNx).n, 1);
+  EXPECT_EQ(Do(Op::kExpire, {"k"}, 4000, kExpGt).n, 0);
+  EXPECT_EQ(Do(Op::kExpire, {"k"}, 4000, kExpLt).n, 1);
+  EXPECT_EQ((*store_->Get("k", 1000))->expires_at, 4000);
+  EXPECT_EQ(Do(Op::kPersist, {"k"}).n, 1);
+  EXPECT_EQ(Do(Op::kPersist, {"k"}).n, 0);
+  EXPECT_EQ(Do(Op::kExpire, {"missing"}, 5000).n, 0);
+  // An expiry in the past deletes the key.
+  EXPECT_EQ(Do(Op::kExpire, {"k"}, 500).n, 1);
+  EXPECT_EQ(Value("k"), std::nullopt);
+}
+
+TEST_F(KvStoreTest, MSetConditionsAreAllOrNothing) {
+  Do(Op::kSet, {"b", "old"});
+  EXPECT_EQ(Do(Op::kMSet, {"a", "1", "b", "2"}, 0, kCondNx | kReplyInt).n, 0);
+  EXPECT_EQ(Value("a"), std::nullopt);
+  EXPECT_EQ(Value("b"), "old");
+  EXPECT_EQ(Do(Op::kMSet, {"a", "1", "b", "2"}, 0, kCondXx | kReplyInt).n, 0);
+  EXPECT_EQ(Do(Op::kMSet, {"a", "1", "b", "2"}, 7000, kReplyInt).n, 1);
+  EXPECT_EQ((*store_->Get("a", 1000))->expires_at, 7000);
+  EXPECT_EQ(Do(Op::kMSet, {"a", "x", "a", "y"}).kind, ApplyResult::Kind::kOk);
+  EXPECT_EQ(Value("a"), "y");  // later duplicate wins
+}
+
+TEST_F(KvStoreTest, DelCountsOnlyLiveKeys) {
+  Do(Op::kSet, {"live", "1"});
+  Do(Op::kSet, {"dead", "1"}, 1500);
+  EXPECT_EQ(Do(Op::kDel, {"live", "dead", "none"}, 0, 0, 2000).n, 1);
+}
+
+TEST_F(KvStoreTest, SweepDeletesExpiredKeysBoundedly) {
+  for (int i = 0; i < 10; ++i) {
+    std::string k = "e" + std::to_string(i);
+    Do(Op::kSet, {k, "v"}, 1500);
+  }
+  Do(Op::kSet, {"keep", "v"}, 99999);
+  EXPECT_TRUE(*store_->HasExpired(2000));
+  EXPECT_EQ(Do(Op::kSweep, {}, 4, 0, 2000).n, 4);
+  EXPECT_EQ(Do(Op::kSweep, {}, 100, 0, 2000).n, 6);
+  EXPECT_FALSE(*store_->HasExpired(2000));
+  EXPECT_EQ(*store_->CountLive(2000), 1);
+}
+
+TEST_F(KvStoreTest, AppliedIndexSurvivesOnlyWhenCommitted) {
+  Do(Op::kSet, {"a", "1"});
+  ASSERT_TRUE(store_->Commit().ok());
+  Do(Op::kSet, {"b", "2"});
+  EXPECT_EQ(store_->applied_index(), 2u);
+  EXPECT_EQ(store_->committed_index(), 1u);
+  Reopen();  // the destructor commits what was applied
+  EXPECT_EQ(store_->applied_index(), 2u);
+  EXPECT_EQ(Value("b"), "2");
+}
+
+TEST_F(KvStoreTest, ScanWalksInKeyOrderWithPrefix) {
+  for (const char* k : {"u:1", "u:2", "u:3", "v:1", "a"}) Do(Op::kSet, {k, "x"});
+  std::vector<std::string> keys;
+  std::string last;
+  size_t examined = 0;
+  ASSERT_TRUE(store_->ScanKeys("", "u:", 2, 1000, &keys, &last, &examined).ok());
+  EXPECT_EQ(keys, (std::vector<std::string>{"u:1", "u:2"}));
+  EXPECT_EQ(examined, 2u);
+  keys.clear();
+  ASSERT_TRUE(store_->ScanKeys(last, "u:", 2, 1000, &keys, &last, &examined).ok());
+  EXPECT_EQ(keys, (std::vector<std::string>{"u:3"}));
+  EXPECT_GT(examined, 2u);  // ran past the prefix: complete
+}
+
+TEST_F(KvStoreTest, ImportStagingIsInvisibleUntilCommit) {
+  EXPECT_EQ(Do(Op::kImportAdd, {"imp", "k", "v", "0"}).kind, ApplyResult::Kind::kError);
+  EXPECT_EQ(Do(Op::kImportBegin, {"imp"}).kind, ApplyResult::Kind::kOk);
+  EXPECT_EQ(Do(Op::kImportAdd, {"imp", "k1", "a", "0", "k2", "b", "0"}).n, 2);
+  EXPECT_EQ(Do(Op::kImportAdd, {"imp", "k1", "c", "9000"}).n, 1);
+  EXPECT_EQ(Value("k1"), std::nullopt);
+  EXPECT_EQ(Do(Op::kImportCommit, {"imp"}).n, 2);
+  EXPECT_EQ(Value("k1"), "c");
+  EXPECT_EQ((*store_->Get("k1", 1000))->expires_at, 9000);
+  EXPECT_EQ(Value("k2"), "b");
+  EXPECT_EQ(Do(Op::kImportCommit, {"imp"}).kind, ApplyResult::Kind::kError);
+}
+
+TEST_F(KvStoreTest, SnapshotIsConsistentWhileWritesContinue) {
+  for (int i = 0; i < 100; ++i) {
+    std::string k = "k" + std::to_string(1000 + i);
+    Do(Op::kSet, {k, "v1"});
+  }
+  ASSERT_TRUE(store_->Commit().ok());
+  auto snap = store_->OpenSnapshot("");
+  ASSERT_TRUE(snap.ok());
+  Do(Op::kMSet, {"k1000", "v2", "k1099", "v2", "zzz", "new"});
+  ASSERT_TRUE(store_->Commit().ok());
+  std::vector<KvStore::Snapshot::Row> rows;
+  while (!(*snap)->done()) ASSERT_TRUE((*snap)->Next(7, 1000, &rows).ok());
+  ASSERT_EQ(rows.size(), 100u);
+  for (const auto& r : rows) EXPECT_EQ(r.value, "v1") << r.key;
+}
+
+}  // namespace
+}  // namespace flin::store
