@@ -73,6 +73,20 @@ constexpr std::array kCommands = std::to_array<CommandSpec>({
     {"scan", -2, R, 0, 0, 0, "generic", "SCAN cursor [MATCH pattern] [COUNT count]",
      "Iterate over keys"},
     {"keys", 2, R, 0, 0, 0, "generic", "KEYS pattern", "All keys matching a glob pattern"},
+    // bulk: server side of `flin import --atomic` and `flin export`
+    {"import.begin", 1, W, 0, 0, 0, "bulk", "IMPORT.BEGIN",
+     "Open a staging area for an atomic import; returns its id"},
+    {"import.add", -5, W, 0, 0, 0, "bulk",
+     "IMPORT.ADD id key value expire-at-ms [key value expire-at-ms ...]",
+     "Stage rows (invisible until IMPORT.COMMIT); expire-at-ms 0 means no expiry"},
+    {"import.commit", 2, W, 0, 0, 0, "bulk", "IMPORT.COMMIT id",
+     "Make every staged row visible at once; returns the number of keys"},
+    {"import.abort", 2, W, 0, 0, 0, "bulk", "IMPORT.ABORT id", "Discard a staging area"},
+    {"export.begin", -1, R, 0, 0, 0, "bulk", "EXPORT.BEGIN [prefix]",
+     "Open a consistent snapshot for export; returns its id"},
+    {"export.next", 3, R, 0, 0, 0, "bulk", "EXPORT.NEXT id count",
+     "Next rows of a snapshot as [key, value, expire-at-ms]; empty when done"},
+    {"export.end", 2, R, 0, 0, 0, "bulk", "EXPORT.END id", "Release an export snapshot"},
 });
 
 }  // namespace
