@@ -290,7 +290,7 @@ Status Connection::Broken(Status why) {
   return why;
 }
 
-Status Connection::ReadSome(int64_t deadline_ms, bool* eof) {
+Status Connection::ReadSome(int64_t deadline_ms, bool* eof, bool wait) {
   *eof = false;
   for (;;) {
     char* p = parser_.PrepareFeed(kReadChunk);
@@ -310,6 +310,7 @@ Status Connection::ReadSome(int64_t deadline_ms, bool* eof) {
       return Status::Unavailable("connection to " + addr_.ToString() +
                                  " lost while reading: " + std::strerror(err));
     }
+    if (!wait) return Status::Ok();
     int ev = PollFd(fd_, POLLIN, deadline_ms);
     if (ev < 0) {
       return Status::Unavailable("connection to " + addr_.ToString() +
@@ -352,9 +353,10 @@ Status Connection::WriteRequest(std::string_view request) {
     }
     if (ev & POLLIN) {
       bool eof = false;
-      FLIN_RETURN_IF_ERROR(ReadSome(0, &eof));
-      // EOF here still lets the write fail with the real error (EPIPE) or
-      // the replies already received be read.
+      FLIN_RETURN_IF_ERROR(ReadSome(-1, &eof, /*wait=*/false));
+      // On EOF keep going: send() then reports the real error (EPIPE), and
+      // what the server said before closing stays in parser_ for the
+      // error message.
       (void)eof;
     } else if (ev & (POLLERR | POLLHUP)) {
       // Let send() report the precise error on the next iteration.
@@ -374,8 +376,20 @@ Status Connection::RoundTrip(std::string_view request, size_t count, std::vector
   out->clear();
   out->reserve(count);
   if (Status s = WriteRequest(request); !s.ok()) {
-    // Replies that arrived while writing are pointless once the request is
-    // incomplete: the connection is done for.
+    // The request is incomplete, so the connection is done for. A server
+    // that refuses a client (max clients, protocol error) says why before
+    // closing; pass that on.
+    bool eof = false;
+    for (int i = 0; i < 4 && !eof && parser_.buffered() < kReadChunk; ++i) {
+      size_t before = parser_.buffered();
+      if (!ReadSome(-1, &eof, /*wait=*/false).ok() || parser_.buffered() == before) break;
+    }
+    auto said = parser_.Next();
+    if (said.ok() && said.value() && said.value()->is_error()) {
+      std::string msg = s.message() + " (server said: " + said.value()->str + ")";
+      s = s.code() == Status::Code::kTimeout ? Status::Timeout(std::move(msg))
+                                             : Status::Unavailable(std::move(msg));
+    }
     return Broken(std::move(s));
   }
   const int64_t deadline = DeadlineAfter(opts_.read_timeout);
@@ -576,6 +590,10 @@ Pool::Pool(PoolConfig config) : config_(std::move(config)) {
 
 Pool::~Pool() {
   std::lock_guard lock(mu_);
+  // A lease outliving its pool would later return its connection to freed
+  // memory; fail loudly here instead.
+  FLIN_CHECK(open_ == idle_.size())
+      << "Pool destroyed with " << open_ - idle_.size() << " connection(s) still leased";
   idle_.clear();
 }
 
@@ -647,8 +665,7 @@ Result<Pool::Lease> Pool::Acquire() {
       std::unique_ptr<Connection> c = std::move(idle_.back());
       idle_.pop_back();
       if (c->LooksAlive()) return Lease(this, std::move(c));
-      --open_;
-      // Close outside the lock? A close of a dead socket is cheap enough.
+      --open_;  // dropped: closing a dead socket under the lock is cheap
     }
     if (open_ < config_.max_open) {
       ++open_;

@@ -108,8 +108,9 @@ class Connection {
   Status RoundTrip(std::string_view request, size_t count, std::vector<Reply>* out);
   Result<Reply> RoundTrip1(std::string_view request);
   Status WriteRequest(std::string_view request);
-  // One recv() into parser_, waiting until `deadline_ms` (MonoMillis; <0 = none).
-  Status ReadSome(int64_t deadline_ms, bool* eof);
+  // One recv() into parser_. When nothing is available: waits until
+  // `deadline_ms` (MonoMillis; <0 = none) if `wait`, else returns Ok at once.
+  Status ReadSome(int64_t deadline_ms, bool* eof, bool wait = true);
   Status Broken(Status why);
   // Cheap non-blocking check used by the pool before reusing an idle
   // connection: false when the peer has closed it or sent unsolicited bytes.

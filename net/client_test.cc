@@ -64,6 +64,17 @@ class Listener {
     EXPECT_EQ(::getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len), 0);
     port_ = ntohs(sa.sin_port);
   }
+  // A unix socket listener at `path` instead.
+  Listener(const std::string& path, int backlog) : path_(path) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    EXPECT_GE(fd_, 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    EXPECT_LT(path.size(), sizeof(sa.sun_path));
+    std::memcpy(sa.sun_path, path.data(), path.size());
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0) << std::strerror(errno);
+    EXPECT_EQ(::listen(fd_, backlog), 0);
+  }
   ~Listener() { Close(); }
   void Close() {
     if (fd_ >= 0) ::close(fd_);
@@ -71,11 +82,15 @@ class Listener {
   }
   int fd() const { return fd_; }
   uint16_t port() const { return port_; }
-  Address address() const { return Address::Parse("127.0.0.1:" + std::to_string(port_)).value(); }
+  Address address() const {
+    if (!path_.empty()) return Address::Parse("unix:" + path_).value();
+    return Address::Parse("127.0.0.1:" + std::to_string(port_)).value();
+  }
 
  private:
   int fd_ = -1;
   uint16_t port_ = 0;
+  std::string path_;
 };
 
 uint16_t FreePort() {
@@ -88,8 +103,11 @@ uint16_t FreePort() {
 // the connection open until destroyed when hold is true).
 class ScriptedServer {
  public:
-  ScriptedServer(std::string reply, size_t read_at_least, bool hold = false)
-      : thread_([this, reply = std::move(reply), read_at_least, hold] {
+  // `unix_path` non-empty: listen there instead of on TCP.
+  ScriptedServer(std::string reply, size_t read_at_least, bool hold = false,
+                 const std::string& unix_path = "")
+      : listener_(unix_path.empty() ? Listener() : Listener(unix_path, 16)),
+        thread_([this, reply = std::move(reply), read_at_least, hold] {
           int c = ::accept(listener_.fd(), nullptr, nullptr);
           if (c < 0) return;
           size_t got = 0;
@@ -628,13 +646,7 @@ TEST(ConnectFailureTest, FullUnixBacklogTimesOut) {
   // has nothing to wait on, and must give up at the connect deadline.
   std::string dir = MakeTempDir();
   std::string path = dir + "/full.sock";
-  int l = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(l, 0);
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  std::strcpy(sa.sun_path, path.c_str());
-  ASSERT_EQ(::bind(l, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
-  ASSERT_EQ(::listen(l, 0), 0);
+  Listener listener(path, 0);
   ConnectOptions opts;
   opts.connect_timeout = 200ms;
   std::vector<std::unique_ptr<Connection>> held;
@@ -653,7 +665,6 @@ TEST(ConnectFailureTest, FullUnixBacklogTimesOut) {
     timed_out = true;
   }
   EXPECT_TRUE(timed_out) << "backlog never filled after " << held.size() << " connections";
-  ::close(l);
   std::filesystem::remove_all(dir);
 }
 
@@ -748,6 +759,25 @@ TEST(ProtocolFailureTest, PipelineCutShortSaysHowFar) {
   EXPECT_EQ(r.status().code(), Code::kUnavailable);
   EXPECT_NE(r.status().message().find("after 2 of 3 replies"), std::string::npos)
       << r.status().message();
+}
+
+TEST(ProtocolFailureTest, WhatTheServerSaidBeforeClosingIsReported) {
+  // Like redis at maxclients: an error line, then close, while the client
+  // is still writing a large request (unix socket: the close is seen
+  // deterministically after the data).
+  std::string dir = MakeTempDir();
+  {
+    ScriptedServer server("-ERR max number of clients reached\r\n", 0, false, dir + "/s.sock");
+    auto c = MustConnect(server.address());
+    ASSERT_TRUE(c);
+    Status s = c->Set("k", std::string(32 << 20, 'x'));
+    EXPECT_EQ(s.code(), Code::kUnavailable) << s.ToString();
+    EXPECT_NE(s.message().find("lost while writing"), std::string::npos) << s.message();
+    EXPECT_NE(s.message().find("(server said: ERR max number of clients reached)"),
+              std::string::npos)
+        << s.message();
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST(ProtocolFailureTest, PeerClosedWhileWritingDoesNotRaiseSigpipe) {
