@@ -74,7 +74,7 @@ void RequestParser::Reset() {
   scan_ = 0;
   remaining_ = 0;
   bulk_len_ = 0;
-  spans_.clear();
+  span_count_ = 0;
   storage_.clear();
   error_.clear();
 }
@@ -148,7 +148,7 @@ RequestParser::Result RequestParser::Parse(std::string_view data, size_t* consum
           return Fail("Protocol error: unbalanced quotes in request");
         }
         pos_ = nl + 1;
-        if (spans_.empty()) {  // blank line: Redis skips it
+        if (span_count_ == 0) {  // blank line: Redis skips it
           phase_ = Phase::kStart;
           break;
         }
@@ -181,8 +181,10 @@ RequestParser::Result RequestParser::Parse(std::string_view data, size_t* consum
           break;
         }
         remaining_ = n;
-        spans_.clear();
-        spans_.reserve(std::min(static_cast<size_t>(n), kInitialSpans));
+        span_count_ = 0;
+        if (spans_.size() < kInitialSpans) {
+          spans_.resize(std::min(static_cast<size_t>(n), kInitialSpans));
+        }
         scan_ = pos_;
         phase_ = Phase::kBulkHeader;
         break;
@@ -225,7 +227,7 @@ RequestParser::Result RequestParser::Parse(std::string_view data, size_t* consum
         if (data[pos_ + len] != '\r' || data[pos_ + len + 1] != '\n') {
           return Fail("Protocol error: expected CRLF after bulk");
         }
-        spans_.push_back(Span{pos_, len, false});
+        AddSpan(pos_, len, false);
         pos_ += len + 2;
         if (--remaining_ == 0) {
           Emit(data, consumed, args);
@@ -241,10 +243,12 @@ RequestParser::Result RequestParser::Parse(std::string_view data, size_t* consum
 
 void RequestParser::Emit(std::string_view data, size_t* consumed,
                          std::vector<std::string_view>* args) {
-  args->reserve(spans_.size());
-  for (const Span& span : spans_) {
+  args->resize(span_count_);
+  std::string_view* out = args->data();
+  for (size_t i = 0; i < span_count_; ++i) {
+    const Span& span = spans_[i];
     const char* base = span.in_storage ? storage_.data() : data.data();
-    args->emplace_back(base + span.offset, span.length);
+    out[i] = std::string_view(base + span.offset, span.length);
   }
   *consumed = pos_;
   phase_ = Phase::kStart;
@@ -252,15 +256,14 @@ void RequestParser::Emit(std::string_view data, size_t* consumed,
   scan_ = 0;
   remaining_ = 0;
   bulk_len_ = 0;
-  if (spans_.capacity() > kMaxRetainedSpans) {
-    std::vector<Span>().swap(spans_);
-  } else {
-    spans_.clear();
-  }
+  span_count_ = 0;
+  if (spans_.size() > kMaxRetainedSpans) std::vector<Span>().swap(spans_);
 }
 
+void RequestParser::GrowSpans() { spans_.resize(std::max<size_t>(16, spans_.size() * 2)); }
+
 bool RequestParser::SplitInline(std::string_view data, size_t begin, size_t end) {
-  spans_.clear();
+  span_count_ = 0;
   storage_.clear();
   bytes_scanned_ += end - begin;
   const char* s = data.data();
@@ -273,7 +276,7 @@ bool RequestParser::SplitInline(std::string_view data, size_t begin, size_t end)
     const size_t start = i;
     while (i < end && !IsTokenEnd(s[i]) && s[i] != '"' && s[i] != '\'') ++i;
     if (i == end || IsTokenEnd(s[i])) {
-      spans_.push_back(Span{start, i - start, false});
+      AddSpan(start, i - start, false);
       if (i < end) ++i;
       continue;
     }
@@ -354,7 +357,7 @@ bool RequestParser::SplitInline(std::string_view data, size_t begin, size_t end)
         }
       }
     }
-    spans_.push_back(Span{out_start, storage_.size() - out_start, true});
+    AddSpan(out_start, storage_.size() - out_start, true);
   }
 }
 

@@ -120,6 +120,11 @@ class RequestParser {
   // Splits data[begin, end) like sdssplitargs into spans_. False on
   // unbalanced quotes.
   bool SplitInline(std::string_view data, size_t begin, size_t end);
+  void AddSpan(size_t offset, size_t length, bool in_storage) {
+    if (span_count_ == spans_.size()) GrowSpans();
+    spans_[span_count_++] = Span{offset, length, in_storage};
+  }
+  void GrowSpans();
   // Hands the finished command to the caller and readies the next one.
   void Emit(std::string_view data, size_t* consumed, std::vector<std::string_view>* args);
 
@@ -131,7 +136,10 @@ class RequestParser {
   size_t scan_ = 0;        // bytes before this offset were already searched
   int64_t remaining_ = 0;  // bulks still to read
   int64_t bulk_len_ = 0;
+  // The current command's arguments are spans_[0, span_count_); spans_ only
+  // grows (until a huge command), so adding an argument never allocates.
   std::vector<Span> spans_;
+  size_t span_count_ = 0;
   std::string storage_;
   std::string error_;
   uint64_t bytes_scanned_ = 0;
