@@ -22,6 +22,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -134,6 +135,67 @@ class ScriptedServer {
  private:
   Listener listener_;
   std::thread thread_;
+};
+
+// A multi-connection scripted server: the i-th accepted connection plays
+// scripts[i], one step per request (one recv; the small requests these
+// tests send arrive in one segment over loopback): either send a reply or
+// close without one. After its script a connection stays open until the
+// client closes it.
+class MultiScriptServer {
+ public:
+  struct Step {
+    std::string reply;
+    bool close = false;
+  };
+  explicit MultiScriptServer(std::vector<std::vector<Step>> scripts)
+      : scripts_(std::move(scripts)), acceptor_([this] { AcceptLoop(); }) {}
+  ~MultiScriptServer() {
+    ::shutdown(listener_.fd(), SHUT_RDWR);
+    acceptor_.join();
+    {
+      std::lock_guard lock(mu_);
+      for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
+    }
+    for (auto& t : workers_) t.join();
+  }
+  Address address() const { return listener_.address(); }
+  int accepted() const { return accepted_.load(); }
+
+ private:
+  void AcceptLoop() {
+    for (size_t i = 0; i < scripts_.size(); ++i) {
+      int c = ::accept(listener_.fd(), nullptr, nullptr);
+      if (c < 0) return;
+      ++accepted_;
+      {
+        std::lock_guard lock(mu_);
+        fds_.push_back(c);
+      }
+      workers_.emplace_back([this, c, i] { Play(c, scripts_[i]); });
+    }
+  }
+  void Play(int c, const std::vector<Step>& script) {
+    char buf[4096];
+    for (const Step& step : script) {
+      if (::recv(c, buf, sizeof(buf), 0) <= 0) return;
+      if (step.close) {
+        ::shutdown(c, SHUT_RDWR);
+        return;
+      }
+      (void)!::send(c, step.reply.data(), step.reply.size(), MSG_NOSIGNAL);
+    }
+    while (::recv(c, buf, sizeof(buf), 0) > 0) {
+    }
+  }
+
+  Listener listener_;
+  std::vector<std::vector<Step>> scripts_;
+  std::atomic<int> accepted_{0};
+  std::mutex mu_;
+  std::vector<int> fds_;  // closed by the OS at exit; shut down to unblock
+  std::vector<std::thread> workers_;
+  std::thread acceptor_;  // last: starts after everything it uses exists
 };
 
 // A redis-server child process with a TCP port and a unix socket.
@@ -926,6 +988,39 @@ TEST(PoolFailureTest, BrokenLeaseIsNotReturned) {
   EXPECT_EQ(g.status().code(), Code::kTimeout) << g.status().ToString();
   EXPECT_EQ(pool.OpenCount(), 0u);
   EXPECT_EQ(pool.IdleCount(), 0u);
+}
+
+// The retry rule, made deterministic with scripted servers: the reused
+// connection dies after the request was sent.
+TEST(PoolRetryTest, ReadRetriesOnAFreshConnectionWhenAReusedOneIsLost) {
+  MultiScriptServer server({{{"+OK\r\n"}, {"", true}}, {{"$1\r\nv\r\n"}}});
+  Pool pool(DefaultPoolConfig({server.address().ToString()}));
+  ASSERT_TRUE(pool.Set("k", "v").ok());
+  auto g = pool.Get("k");  // sent on the reused connection, which then closes
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  EXPECT_EQ(**g, "v");
+  EXPECT_EQ(server.accepted(), 2);
+  EXPECT_EQ(pool.OpenCount(), 1u);
+}
+
+TEST(PoolRetryTest, WriteIsNotRetriedOnceSent) {
+  MultiScriptServer server({{{"+OK\r\n"}, {"", true}}, {{"+OK\r\n"}}});
+  Pool pool(DefaultPoolConfig({server.address().ToString()}));
+  ASSERT_TRUE(pool.Set("k", "v").ok());
+  Status s = pool.Set("k", "v2");  // the server may have applied it: no retry
+  EXPECT_EQ(s.code(), Code::kUnavailable) << s.ToString();
+  EXPECT_EQ(server.accepted(), 1);
+  EXPECT_EQ(pool.OpenCount(), 0u);  // the dead connection was dropped
+  EXPECT_TRUE(pool.Set("k", "v2").ok());
+  EXPECT_EQ(server.accepted(), 2);
+}
+
+TEST(PoolRetryTest, FreshConnectionFailureIsNotRetried) {
+  MultiScriptServer server({{{"", true}}, {{"$1\r\nv\r\n"}}});
+  Pool pool(DefaultPoolConfig({server.address().ToString()}));
+  auto g = pool.Get("k");
+  EXPECT_EQ(g.status().code(), Code::kUnavailable) << g.status().ToString();
+  EXPECT_EQ(server.accepted(), 1);
 }
 
 TEST_F(RedisTest, MaxOpenBlocksThenTimesOut) {
