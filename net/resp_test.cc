@@ -7,12 +7,31 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
+#include <new>
 #include <random>
 #include <string>
 #include <string_view>
 #include <vector>
+
+// Counts heap allocations so a test can assert the parser makes none on the
+// hot path.
+static std::atomic<uint64_t> g_allocations{0};
+
+void* operator new(size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+// GCC 12 flags free() of what its inlined new returned, though it is malloc's.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
 
 namespace flin::net {
 namespace {
@@ -557,6 +576,40 @@ TEST(RequestParserTest, LongInlineLineArrivingSlowlyIsLinear) {
   EXPECT_EQ(o.commands[0].size(), 6000u);
   EXPECT_EQ(o.commands[0][5999], "arg5999");
   EXPECT_LE(o.bytes_scanned, 2 * line.size() + 2);
+}
+
+TEST(RequestParserTest, NoAllocationPerCommandOnceWarm) {
+  std::string input;
+  for (int i = 0; i < 200; ++i) {
+    Args mset = {"MSET"};
+    for (int k = 0; k < 10; ++k) {
+      mset.push_back("key:" + std::to_string(i * 10 + k));
+      mset.push_back(std::string(i % 50, 'v'));
+    }
+    input += Encode(mset);
+    input += "GET key:" + std::to_string(i) + "\r\n";
+    input += "SET \"k " + std::to_string(i) + "\" 'v'\r\n";
+  }
+  RequestParser parser;
+  std::vector<std::string_view> args;
+  args.reserve(64);
+  // The first commands size the parser's reusable buffers.
+  std::string_view data = input;
+  size_t consumed = 0;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(parser.Parse(data, &consumed, &args), RequestParser::Result::kCommand);
+    data.remove_prefix(consumed);
+  }
+  size_t commands = 0;
+  const uint64_t before = g_allocations.load();
+  while (parser.Parse(data, &consumed, &args) == RequestParser::Result::kCommand) {
+    data.remove_prefix(consumed);
+    ++commands;
+  }
+  const uint64_t allocations = g_allocations.load() - before;
+  EXPECT_EQ(commands, 597u);
+  EXPECT_TRUE(data.empty());
+  EXPECT_EQ(allocations, 0u);
 }
 
 // Random commands with random binary arguments, encoded as multibulk or as
