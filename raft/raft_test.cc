@@ -482,7 +482,9 @@ TEST(RaftMembership, RemoveLeaderItself) {
   c.TickAll(2);
   EXPECT_EQ(c.node(l2).applied.back().data, "after");
   for (NodeId id : c.ids()) {
-    if (id != l) EXPECT_EQ(c.node(id).applied.back().data, "after");
+    if (id != l) {
+      EXPECT_EQ(c.node(id).applied.back().data, "after");
+    }
   }
   // The removed node never campaigns again.
   c.TickAll(60);
@@ -600,6 +602,8 @@ TEST(RaftReady, LeaderCountsItselfOnlyAfterPersisting) {
   EXPECT_EQ(rd2.entries[0].data, "y");
   ASSERT_EQ(rd2.committed_entries.size(), 1u);
   EXPECT_EQ(rd2.committed_entries[0].data, "x");
+  ents = rd2.entries;
+  ASSERT_TRUE(c.node(1).storage->Append(&ents).ok());
   r.Advance();
 }
 
