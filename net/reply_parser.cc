@@ -150,30 +150,44 @@ void EncodeCommand(const std::vector<std::string>& args, std::string* out) {
   EncodeCommandImpl(args, out);
 }
 
+namespace {
+constexpr size_t kShrinkAbove = 1 << 20;
+}  // namespace
+
 ReplyParser::ReplyParser(ReplyParserLimits limits) : limits_(limits) {}
 
 void ReplyParser::Feed(std::string_view bytes) {
-  Compact();
-  buf_.append(bytes.data(), bytes.size());
+  char* dst = PrepareFeed(bytes.size());
+  if (!bytes.empty()) std::memcpy(dst, bytes.data(), bytes.size());
+  CommitFeed(bytes.size());
 }
 
 char* ReplyParser::PrepareFeed(size_t n) {
   Compact();
-  feed_base_ = buf_.size();
-  buf_.resize(feed_base_ + n);
-  return buf_.data() + feed_base_;
+  // buf_ only grows (to a high-water mark), so a read into spare room costs
+  // no zero-filling after the first time.
+  if (buf_.size() - end_ < n) buf_.resize(end_ + n);
+  return buf_.data() + end_;
 }
 
-void ReplyParser::CommitFeed(size_t n) { buf_.resize(feed_base_ + n); }
+void ReplyParser::CommitFeed(size_t n) {
+  FLIN_CHECK(end_ + n <= buf_.size()) << "CommitFeed beyond PrepareFeed";
+  end_ += n;
+}
 
 void ReplyParser::Compact() {
   if (pos_ == 0) return;
-  if (pos_ == buf_.size()) {
-    buf_.clear();
-    pos_ = 0;
-  } else if (pos_ >= 64 * 1024 && pos_ * 2 >= buf_.size()) {
+  if (pos_ == end_) {
+    pos_ = end_ = 0;
+    // Do not keep a buffer sized for one huge reply on an idle connection.
+    if (buf_.size() > kShrinkAbove) {
+      buf_.resize(kShrinkAbove);
+      buf_.shrink_to_fit();
+    }
+  } else if (pos_ >= 64 * 1024 && pos_ * 2 >= end_) {
     // Amortised: only move the tail once the consumed prefix dominates.
-    buf_.erase(0, pos_);
+    std::memmove(buf_.data(), buf_.data() + pos_, end_ - pos_);
+    end_ -= pos_;
     pos_ = 0;
   }
 }
@@ -187,7 +201,7 @@ Result<std::optional<std::string_view>> ReplyParser::ReadLine(size_t at, size_t*
   // RESP lines end in CRLF and never contain a bare CR or LF; finding either
   // one first tells a well-formed line from garbage.
   const char* begin = buf_.data() + at;
-  size_t avail = buf_.size() - at;
+  size_t avail = end_ - at;
   size_t scan = std::min(avail, limits_.max_line + 2);
   for (size_t i = 0; i < scan; ++i) {
     char c = begin[i];
@@ -207,7 +221,7 @@ Result<std::optional<std::string_view>> ReplyParser::ReadLine(size_t at, size_t*
 }
 
 Result<ReplyParser::Step> ReplyParser::ParseOne(Reply* out) {
-  if (pos_ >= buf_.size()) return Step::kNeedMore;
+  if (pos_ >= end_) return Step::kNeedMore;
   const char type = buf_[pos_];
   size_t next = 0;
   auto line_or = ReadLine(pos_ + 1, &next);
@@ -242,7 +256,7 @@ Result<ReplyParser::Step> ReplyParser::ParseOne(Reply* out) {
                     std::to_string(limits_.max_bulk_len));
       }
       const size_t n = static_cast<size_t>(*len);
-      if (buf_.size() - next < n + 2) return Step::kNeedMore;
+      if (end_ - next < n + 2) return Step::kNeedMore;
       if (buf_[next + n] != '\r' || buf_[next + n + 1] != '\n') {
         return Fail("bulk string of length " + std::to_string(n) + " not followed by CRLF");
       }

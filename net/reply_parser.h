@@ -72,7 +72,8 @@ class ReplyParser {
 
   void Feed(std::string_view bytes);
   // Zero-copy feeding for socket reads: write up to `n` bytes at the returned
-  // pointer, then call Commit with how many were written.
+  // pointer, then call CommitFeed with how many were written (before any
+  // other call on the parser).
   char* PrepareFeed(size_t n);
   void CommitFeed(size_t n);
 
@@ -81,7 +82,7 @@ class ReplyParser {
   Result<std::optional<Reply>> Next();
 
   // Bytes fed but not yet consumed by a complete reply.
-  size_t buffered() const { return buf_.size() - pos_; }
+  size_t buffered() const { return end_ - pos_; }
   // True when no reply is partially parsed and nothing is buffered.
   bool idle() const { return buffered() == 0 && stack_.empty(); }
   const Status& error() const { return error_; }
@@ -105,9 +106,9 @@ class ReplyParser {
   void Compact();
 
   ReplyParserLimits limits_;
-  std::string buf_;
-  size_t pos_ = 0;        // first unconsumed byte of buf_
-  size_t feed_base_ = 0;  // buf_.size() before PrepareFeed grew it
+  std::string buf_;  // bytes [pos_, end_) are fed and unconsumed
+  size_t pos_ = 0;
+  size_t end_ = 0;
   std::vector<Frame> stack_;
   Status error_;
 };
