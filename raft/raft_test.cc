@@ -625,7 +625,11 @@ TEST(RaftFlowControl, BatchesAndInflightWindow) {
     }
   }
   EXPECT_EQ(appends, 2u);
+  ASSERT_TRUE(c.node(l).storage->Append(&rd.entries).ok());
+  if (rd.hard_state) c.node(l).storage->SetHardState(*rd.hard_state);
+  for (Message& m : rd.messages) c.Send(std::move(m));
   c.raft(l).Advance();
+  c.Pump();
   // A follower that never answers gets at most 4 appends in flight.
   NodeId f = l == 1 ? 2 : 1;
   c.Cut(f, l);

@@ -69,6 +69,9 @@ class TestCluster {
     n.raft = std::move(r.value());
   }
 
+  // Queues a message for delivery by the next Pump.
+  void Send(Message m) { queue_.push_back(std::move(m)); }
+
   void Isolate(NodeId id) { isolated_.insert(id); }
   void Cut(NodeId from, NodeId to) { cut_.insert({from, to}); }
   void Recover() {
