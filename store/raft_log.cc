@@ -110,7 +110,8 @@ Status ReadFull(int fd, char* p, size_t n, uint64_t offset, const std::string& p
   return Status::Ok();
 }
 
-Status SyncFd(int fd, const std::string& path, bool data_only) {
+Status SyncFd(int fd, const std::string& path, bool data_only, bool skip) {
+  if (skip) return Status::Ok();
   int rc;
   do {
     rc = data_only ? ::fdatasync(fd) : ::fsync(fd);
@@ -133,6 +134,8 @@ Status Preallocate(int fd, uint64_t bytes, const std::string& path) {
 }
 
 Status MakeDirs(const std::string& dir) {
+  struct stat st;
+  if (::stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return Status::Ok();
   std::string partial;
   size_t pos = 0;
   while (pos != std::string::npos) {
@@ -162,6 +165,43 @@ std::string At(const std::string& path, uint64_t offset) {
   return path + " at offset " + std::to_string(offset);
 }
 
+// Reads a segment front to back through a window, so that recovery never
+// reads the unwritten, preallocated end of the last segment.
+class SegmentReader {
+ public:
+  SegmentReader(int fd, uint64_t size, const std::string& path)
+      : fd_(fd), size_(size), path_(path) {}
+  uint64_t size() const { return size_; }
+  // Makes bytes [off, off + n) readable through At(); off never decreases
+  // between calls, and off + n <= size().
+  Status Ensure(uint64_t off, uint64_t n) {
+    if (off >= start_ && off + n <= start_ + buf_.size()) return Status::Ok();
+    if (off >= start_ && off < start_ + buf_.size()) {
+      buf_.erase(0, off - start_);
+    } else {
+      buf_.clear();
+    }
+    start_ = off;
+    const uint64_t want = std::min(size_ - off, std::max<uint64_t>(n, kBlock));
+    const size_t have = buf_.size();
+    buf_.resize(want);
+    size_t got;
+    FLIN_RETURN_IF_ERROR(ReadFull(fd_, buf_.data() + have, want - have, off + have, path_, &got));
+    buf_.resize(have + got);
+    if (buf_.size() < n) return Status::IOError("raft log: " + path_ + " shrank while reading");
+    return Status::Ok();
+  }
+  const char* At(uint64_t off) const { return buf_.data() + (off - start_); }
+
+ private:
+  static constexpr uint64_t kBlock = 1 << 20;
+  const int fd_;
+  const uint64_t size_;
+  const std::string& path_;
+  uint64_t start_ = 0;
+  std::string buf_;
+};
+
 // Rebuilds the in-memory log from records in file order. It mirrors what the
 // live log did when it wrote them. When the oldest segments were deleted by
 // compaction, the first entries seen may be superseded ones and the
@@ -172,8 +212,6 @@ struct Replay {
   bool base_known = false;
   uint64_t base_index = 0;
   uint64_t base_term = 0;
-  std::deque<uint64_t> terms;  // parallel to the caller's meta
-  uint64_t last() const { return base_index + terms.size(); }
 };
 
 }  // namespace
@@ -229,6 +267,7 @@ Status RaftLog::Recover() {
   Replay rp;
   rp.base_known = seqs.empty() || seqs.front() == 1;
   std::deque<EntryMeta> metas;
+  auto last_index = [&] { return rp.base_index + metas.size(); };
   uint64_t next_seq = seqs.empty() ? 1 : seqs.front();
 
   for (size_t k = 0; k < seqs.size(); ++k) {
@@ -243,32 +282,30 @@ Status RaftLog::Recover() {
       ::close(fd);
       return s;
     }
-    std::string buf(static_cast<size_t>(st.st_size), '\0');
-    size_t got;
-    Status rs = ReadFull(fd, buf.data(), buf.size(), 0, path, &got);
-    if (!rs.ok()) {
-      ::close(fd);
-      return rs;
-    }
-    buf.resize(got);
+    SegmentReader reader(fd, static_cast<uint64_t>(st.st_size), path);
 
     // Parse. `bad` is a damaged record (torn tail when in the last segment);
     // `fatal` is damage that is never a torn write.
     uint64_t off = 0;
     bool sealed = false;
     std::string bad, fatal;
+    Status rs;
     while (true) {
-      const size_t avail = buf.size() - off;
+      const uint64_t avail = reader.size() - off;
       if (avail < kRecordHeaderSize) {
-        if (std::any_of(buf.begin() + off, buf.end(), [](char c) { return c != 0; }) || off == 0) {
+        rs = reader.Ensure(off, avail);
+        if (!rs.ok()) break;
+        const char* p = reader.At(off);
+        if (std::any_of(p, p + avail, [](char c) { return c != 0; }) || off == 0) {
           bad = "truncated record header";
         }
         break;
       }
-      const char* p = buf.data() + off;
-      const uint32_t crc = GetU32(p);
-      const uint32_t len = GetU32(p + 4);
-      const uint8_t kind = static_cast<uint8_t>(p[8]);
+      rs = reader.Ensure(off, kRecordHeaderSize);
+      if (!rs.ok()) break;
+      const uint32_t crc = GetU32(reader.At(off));
+      const uint32_t len = GetU32(reader.At(off) + 4);
+      const uint8_t kind = static_cast<uint8_t>(reader.At(off)[8]);
       if (len == 0) {
         if (crc != 0 || kind != 0 || off == 0) bad = "bad record header";
         break;  // zeros: end of the written data
@@ -277,6 +314,9 @@ Status RaftLog::Recover() {
         bad = "record length " + std::to_string(len) + " beyond end of file";
         break;
       }
+      rs = reader.Ensure(off, kRecordHeaderSize + len);
+      if (!rs.ok()) break;
+      const char* p = reader.At(off);
       if (Crc(p + 4, 5 + len) != crc) {
         bad = "checksum mismatch";
         break;
@@ -304,20 +344,17 @@ Status RaftLog::Recover() {
           const uint64_t index = GetU64(pl);
           if (!expect(index > 0, "entry index 0")) break;
           const uint64_t term = GetU64(pl + 8);
-          if (rp.terms.empty() && !rp.base_known) {
+          if (metas.empty() && !rp.base_known) {
             rp.base_index = index - 1;
           } else if (index <= rp.base_index) {
             if (!expect(!rp.base_known, "entry at or below the compaction point")) break;
-            rp.terms.clear();
             metas.clear();
             rp.base_index = index - 1;
-          } else if (index <= rp.last()) {
-            rp.terms.resize(index - rp.base_index - 1);
+          } else if (index <= last_index()) {
             metas.resize(index - rp.base_index - 1);
-          } else if (!expect(index == rp.last() + 1, "gap in entry indexes")) {
+          } else if (!expect(index == last_index() + 1, "gap in entry indexes")) {
             break;
           }
-          rp.terms.push_back(term);
           metas.push_back(EntryMeta{term, off, static_cast<uint32_t>(seq),
                                     static_cast<uint32_t>(len - kEntryPayload),
                                     static_cast<uint8_t>(pl[16])});
@@ -335,12 +372,10 @@ Status RaftLog::Recover() {
             expect(!rp.base_known, "compaction point moved backwards");
             break;
           }
-          if (index >= rp.last()) {
-            rp.terms.clear();
+          if (index >= last_index()) {
             metas.clear();
           } else {
             const auto drop = static_cast<ptrdiff_t>(index - rp.base_index);
-            rp.terms.erase(rp.terms.begin(), rp.terms.begin() + drop);
             metas.erase(metas.begin(), metas.begin() + drop);
           }
           rp.base_index = index;
@@ -350,7 +385,6 @@ Status RaftLog::Recover() {
         }
         case kReset:
           if (!expect(len == kPointPayload, "bad reset record size")) break;
-          rp.terms.clear();
           metas.clear();
           rp.base_index = GetU64(pl);
           rp.base_term = GetU64(pl + 8);
@@ -368,6 +402,10 @@ Status RaftLog::Recover() {
       if (!fatal.empty()) break;
       off += kRecordHeaderSize + len;
       if (stop) break;
+    }
+    if (!rs.ok()) {
+      ::close(fd);
+      return rs;
     }
     if (!fatal.empty()) {
       ::close(fd);
@@ -393,19 +431,20 @@ Status RaftLog::Recover() {
     // by stale bytes, and preallocate again.
     if (!bad.empty()) {
       LOG_WARN << "raft log: cutting torn tail of " << At(path, off) << " (" << bad << "; "
-               << (buf.size() - off) << " bytes dropped)";
+               << (reader.size() - off) << " bytes dropped)";
     }
     if (off == 0) {
       // Not even a header made it: the file was being created.
       ::close(fd);
       if (::unlink(path.c_str()) < 0) return ErrnoStatus("raft log: unlink", path);
-      FLIN_RETURN_IF_ERROR(SyncFd(dir_fd_, dir_, false));
+      FLIN_RETURN_IF_ERROR(SyncFd(dir_fd_, dir_, false, opts_.unsafe_no_sync));
       next_seq = seq;
       break;
     }
-    const bool dirty_tail =
-        std::any_of(buf.begin() + off, buf.end(), [](char c) { return c != 0; });
-    if (dirty_tail || (sealed && buf.size() != off)) {
+    // Whatever lies past the valid records (a torn write, or preallocated
+    // space with stale bytes a crash left behind) goes, so that new records
+    // are never followed by something that could parse; then preallocate again.
+    if (reader.size() != off) {
       if (::ftruncate(fd, static_cast<off_t>(off)) < 0) {
         Status s = ErrnoStatus("raft log: ftruncate", path);
         ::close(fd);
@@ -419,7 +458,7 @@ Status RaftLog::Recover() {
         return s;
       }
     }
-    Status s = SyncFd(fd, path, false);
+    Status s = SyncFd(fd, path, false, opts_.unsafe_no_sync);
     if (!s.ok()) {
       ::close(fd);
       return s;
@@ -432,7 +471,7 @@ Status RaftLog::Recover() {
 
   // Records a crashed process wrote but never synced may still be only in
   // the page cache: make what was just recovered durable before it counts.
-  FLIN_RETURN_IF_ERROR(SyncFd(dir_fd_, dir_, false));
+  FLIN_RETURN_IF_ERROR(SyncFd(dir_fd_, dir_, false, opts_.unsafe_no_sync));
   if (!rp.base_known) {
     LOG_WARN << "raft log: " << dir_ << " has no record of its compaction point; assuming "
              << rp.base_index << " with unknown term";
@@ -606,7 +645,7 @@ Status RaftLog::WriteChunk(Chunk& c) {
     file_seq_ = c.seq;
     file_fd_ = fd;
     // The name must be durable before anything in the file counts.
-    FLIN_RETURN_IF_ERROR(SyncFd(dir_fd_, dir_, false));
+    FLIN_RETURN_IF_ERROR(SyncFd(dir_fd_, dir_, false, opts_.unsafe_no_sync));
   }
   FLIN_CHECK(c.seq == file_seq_) << "raft log: chunk for segment " << c.seq << " but file is "
                                  << file_seq_;
@@ -619,7 +658,7 @@ Status RaftLog::WriteChunk(Chunk& c) {
     if (::ftruncate(file_fd_, static_cast<off_t>(end)) < 0) {
       return ErrnoStatus("raft log: ftruncate", path);
     }
-    FLIN_RETURN_IF_ERROR(SyncFd(file_fd_, path, true));
+    FLIN_RETURN_IF_ERROR(SyncFd(file_fd_, path, true, opts_.unsafe_no_sync));
   }
   return Status::Ok();
 }
@@ -643,7 +682,8 @@ Status RaftLog::FlushPending(uint64_t* synced_index) {
     s = WriteChunk(c);
     if (!s.ok()) break;
   }
-  if (s.ok() && !chunks.back().seal) s = SyncFd(file_fd_, SegmentPath(file_seq_), true);
+  if (s.ok() && !chunks.back().seal)
+    s = SyncFd(file_fd_, SegmentPath(file_seq_), true, opts_.unsafe_no_sync);
 
   std::lock_guard<std::mutex> lock(mu_);
   if (!s.ok()) {
@@ -798,7 +838,7 @@ Status RaftLog::DeleteSegmentsBelow(uint64_t seq) {
     }
   }
   FLIN_RETURN_IF_ERROR(s);
-  return SyncFd(dir_fd_, dir_, false);
+  return SyncFd(dir_fd_, dir_, false, opts_.unsafe_no_sync);
 }
 
 Status RaftLog::CompactTo(uint64_t index, uint64_t term) {

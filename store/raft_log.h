@@ -94,6 +94,9 @@ struct RaftLogOptions {
   size_t segment_bytes = 64 << 20;  // a new segment file when the current one would exceed this
   bool preallocate = true;          // fallocate segments up front
   size_t cache_bytes = 64 << 20;    // recent entries kept in memory; older ones are read back
+  // Skips every fsync/fdatasync: nothing is durable. Only for tests that
+  // reopen a log thousands of times to check the format, never for data.
+  bool unsafe_no_sync = false;
 };
 
 // One segment file, for tests, metrics and debugging.
