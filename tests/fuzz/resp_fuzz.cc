@@ -13,7 +13,9 @@
 //     split (the parser's saved progress never changes the result);
 //   - work is linear: bytes_scanned() is bounded by a small multiple of the
 //     input size plus the number of calls;
-//   - every command survives a round trip through the multibulk encoding.
+//   - every command survives a round trip through the multibulk encoding;
+//   - the first line, parsed as an inline command, splits exactly as a
+//     straightforward port of Redis' sdssplitargs (below) splits it.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -164,6 +166,134 @@ void RunConfig(std::string_view input, const RequestLimits& limits, bool authent
   }
 }
 
+bool IsSpaceC(int c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
+int Hex(int c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Redis' sdssplitargs, transcribed character by character, except that the
+// end of the line (not NUL) terminates it: the parser's faster splitter must
+// agree with it on every line. False on unbalanced quotes.
+bool ReferenceSplit(std::string_view line, std::vector<std::string>* out) {
+  auto at = [&](size_t i) -> int {
+    return i < line.size() ? static_cast<unsigned char>(line[i]) : -1;
+  };
+  size_t p = 0;
+  for (;;) {
+    while (at(p) != -1 && IsSpaceC(at(p))) p++;
+    if (at(p) == -1) return true;
+    bool inq = false, insq = false, done = false;
+    std::string current;
+    while (!done) {
+      const int c = at(p);
+      if (inq) {
+        if (c == '\\' && at(p + 1) == 'x' && Hex(at(p + 2)) >= 0 && Hex(at(p + 3)) >= 0) {
+          current += static_cast<char>(Hex(at(p + 2)) * 16 + Hex(at(p + 3)));
+          p += 3;
+        } else if (c == '\\' && at(p + 1) != -1) {
+          p++;
+          int e = at(p);
+          switch (e) {
+            case 'n':
+              e = '\n';
+              break;
+            case 'r':
+              e = '\r';
+              break;
+            case 't':
+              e = '\t';
+              break;
+            case 'b':
+              e = '\b';
+              break;
+            case 'a':
+              e = '\a';
+              break;
+            default:
+              break;
+          }
+          current += static_cast<char>(e);
+        } else if (c == '"') {
+          if (at(p + 1) != -1 && !IsSpaceC(at(p + 1))) return false;
+          done = true;
+        } else if (c == -1) {
+          return false;
+        } else {
+          current += static_cast<char>(c);
+        }
+      } else if (insq) {
+        if (c == '\\' && at(p + 1) == '\'') {
+          p++;
+          current += '\'';
+        } else if (c == '\'') {
+          if (at(p + 1) != -1 && !IsSpaceC(at(p + 1))) return false;
+          done = true;
+        } else if (c == -1) {
+          return false;
+        } else {
+          current += static_cast<char>(c);
+        }
+      } else {
+        switch (c) {
+          case ' ':
+          case '\n':
+          case '\r':
+          case '\t':
+          case -1:
+            done = true;
+            break;
+          case '"':
+            inq = true;
+            break;
+          case '\'':
+            insq = true;
+            break;
+          default:
+            current += static_cast<char>(c);
+            break;
+        }
+      }
+      if (c != -1) p++;
+    }
+    out->push_back(std::move(current));
+  }
+}
+
+void CheckInlineAgainstReference(std::string_view input) {
+  std::string_view line = input.substr(0, input.find('\n'));
+  if (line.empty() || line[0] == '*' || line.size() > RequestLimits{}.max_inline_len) return;
+  std::string request(line);
+  request += '\n';
+  if (line.back() == '\r') line.remove_suffix(1);  // the parser strips one CR before LF
+  std::vector<std::string> expected;
+  const bool balanced = ReferenceSplit(line, &expected);
+
+  RequestParser parser;
+  size_t consumed = 0;
+  std::vector<std::string_view> args;
+  auto r = parser.Parse(request, &consumed, &args);
+  if (!balanced) {
+    Check(r == RequestParser::Result::kError &&
+              parser.error() == "Protocol error: unbalanced quotes in request",
+          "reference says unbalanced, parser disagrees", request);
+  } else if (expected.empty()) {
+    Check(r == RequestParser::Result::kIncomplete, "reference says blank line", request);
+  } else {
+    Check(r == RequestParser::Result::kCommand && consumed == request.size(),
+          "reference split a command, parser did not", request);
+    Check(args.size() == expected.size(), "inline arity differs from reference", request);
+    for (size_t i = 0; i < args.size(); ++i) {
+      Check(args[i] == expected[i], "inline argument differs from reference", request);
+    }
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -183,5 +313,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   tiny.unauth_max_args = 3;
   tiny.unauth_max_bulk_len = 16;
   RunConfig(input, tiny, authenticated, hash >> 1);
+
+  CheckInlineAgainstReference(input);
   return 0;
 }
