@@ -11,7 +11,11 @@
 //   Status::Code::kTimeout      a read/write/connect deadline passed
 //   Status::Code::kServer       the server replied with an error (message is its text,
 //                               e.g. "ERR wrong number of arguments for 'get' command")
-//   Status::Code::kProtocol     the server sent something that is not valid RESP2
+//   Status::Code::kProtocol     the server sent something that is not valid RESP2,
+//                               or a reply of the wrong shape for a typed helper
+//   Status::Code::kInvalidArgument  a bad address, an empty command
+// Connection errors already name the address ("cannot connect to
+// unix:/x: No such file or directory"); callers need not prefix it again.
 #pragma once
 
 #include <chrono>
