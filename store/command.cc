@@ -48,8 +48,8 @@ void EncodeCommand(const Command& cmd, std::string* out) {
 Status DecodeCommand(std::string_view in, Command* cmd) {
   uint8_t version = 0, op = 0;
   uint32_t argc = 0;
-  if (!Get(&in, &version) || !Get(&in, &op) || !Get(&in, &cmd->flags) ||
-      !Get(&in, &cmd->now_ms) || !Get(&in, &cmd->arg) || !Get(&in, &argc)) {
+  if (!Get(&in, &version) || !Get(&in, &op) || !Get(&in, &cmd->flags) || !Get(&in, &cmd->now_ms) ||
+      !Get(&in, &cmd->arg) || !Get(&in, &argc)) {
     return Status::Corruption("command entry: truncated header");
   }
   if (version != kVersion) {

@@ -22,18 +22,19 @@
 namespace flin::store {
 
 enum class Op : uint8_t {
-  kNoop = 0,     // raft no-op / barrier
-  kSet = 1,      // args: key value; arg: expire_at_ms (0 none); flags: kCond*, kKeepTtl, kGet
-  kMSet = 2,     // args: k v k v ...; arg: expire_at_ms; flags: kCondNx/kCondXx (all-or-none), kKeepTtl
-  kDel = 3,      // args: keys; result: number of live keys deleted
+  kNoop = 0,  // raft no-op / barrier
+  kSet = 1,   // args: key value; arg: expire_at_ms (0 none); flags: kCond*, kKeepTtl, kGet
+  kMSet =
+      2,     // args: k v k v ...; arg: expire_at_ms; flags: kCondNx/kCondXx (all-or-none), kKeepTtl
+  kDel = 3,  // args: keys; result: number of live keys deleted
   kExpire = 4,   // args: key; arg: expire_at_ms (<= now_ms deletes); flags: kExp*
   kPersist = 5,  // args: key
   kFlushAll = 6,
-  kSweep = 7,          // arg: max keys; deletes keys with expires_at <= now_ms
-  kImportAdd = 8,      // args: id, then (key value expire_at_ms-decimal) triples
-  kImportCommit = 9,   // args: id
-  kImportAbort = 10,   // args: id
-  kImportBegin = 11,   // args: id
+  kSweep = 7,         // arg: max keys; deletes keys with expires_at <= now_ms
+  kImportAdd = 8,     // args: id, then (key value expire_at_ms-decimal) triples
+  kImportCommit = 9,  // args: id
+  kImportAbort = 10,  // args: id
+  kImportBegin = 11,  // args: id
 };
 
 enum CommandFlags : uint32_t {

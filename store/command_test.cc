@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include "store/command.h"
+
+#include <gtest/gtest.h>
 
 namespace flin::store {
 namespace {

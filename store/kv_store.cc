@@ -104,8 +104,8 @@ Status KvStore::Prepare(const char* sql, sqlite3_stmt** stmt) {
 Result<std::unique_ptr<KvStore>> KvStore::Open(const std::string& path,
                                                const KvStoreOptions& opts) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = path + ": cannot open: " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
     sqlite3_close(db);
@@ -147,8 +147,8 @@ Status KvStore::Init(const KvStoreOptions& opts) {
   sqlite3_finalize(s);
   FLIN_RETURN_IF_ERROR(st);
   if (!have_version) {
-    FLIN_RETURN_IF_ERROR(Exec(
-        "INSERT INTO meta(name, value) VALUES('schema_version', 1), ('applied_index', 0)"));
+    FLIN_RETURN_IF_ERROR(
+        Exec("INSERT INTO meta(name, value) VALUES('schema_version', 1), ('applied_index', 0)"));
   }
 
   FLIN_RETURN_IF_ERROR(Prepare("SELECT value, expires_at FROM kv WHERE key = ?1", &get_));
@@ -162,10 +162,9 @@ Status KvStore::Init(const KvStoreOptions& opts) {
       "DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expires_at <= ?1 LIMIT ?2)", &sweep_));
   FLIN_RETURN_IF_ERROR(
       Prepare("SELECT key, expires_at FROM kv WHERE key >= ?1 ORDER BY key LIMIT ?2", &scan_));
-  FLIN_RETURN_IF_ERROR(Prepare(
-      "SELECT count(*) FROM kv WHERE expires_at IS NULL OR expires_at > ?1", &count_));
   FLIN_RETURN_IF_ERROR(
-      Prepare("SELECT 1 FROM kv WHERE expires_at <= ?1 LIMIT 1", &has_expired_));
+      Prepare("SELECT count(*) FROM kv WHERE expires_at IS NULL OR expires_at > ?1", &count_));
+  FLIN_RETURN_IF_ERROR(Prepare("SELECT 1 FROM kv WHERE expires_at <= ?1 LIMIT 1", &has_expired_));
   FLIN_RETURN_IF_ERROR(
       Prepare("UPDATE meta SET value = ?1 WHERE name = 'applied_index'", &set_applied_));
   FLIN_RETURN_IF_ERROR(Prepare("BEGIN IMMEDIATE", &begin_));
@@ -215,8 +214,7 @@ void KvStore::MarkApplied(uint64_t index) {
 
 // ---- apply ----
 
-std::optional<int64_t> KvStore::LiveExpiry(std::string_view key, int64_t now_ms,
-                                           std::string* old) {
+std::optional<int64_t> KvStore::LiveExpiry(std::string_view key, int64_t now_ms, std::string* old) {
   StmtGuard g(get_);
   BindBlob(get_, 1, key);
   int rc = sqlite3_step(get_);
@@ -232,8 +230,10 @@ void KvStore::Upsert(std::string_view key, std::string_view value, int64_t expir
   StmtGuard g(upsert_);
   BindBlob(upsert_, 1, key);
   BindBlob(upsert_, 2, value);
-  if (expires_at > 0) sqlite3_bind_int64(upsert_, 3, expires_at);
-  else sqlite3_bind_null(upsert_, 3);
+  if (expires_at > 0)
+    sqlite3_bind_int64(upsert_, 3, expires_at);
+  else
+    sqlite3_bind_null(upsert_, 3);
   int rc = sqlite3_step(upsert_);
   FLIN_CHECK(rc == SQLITE_DONE) << SqlError("write during apply").ToString();
 }
@@ -254,8 +254,10 @@ bool KvStore::DeleteKey(std::string_view key, int64_t now_ms) {
 void KvStore::SetExpiry(std::string_view key, int64_t expires_at) {
   StmtGuard g(set_exp_);
   BindBlob(set_exp_, 1, key);
-  if (expires_at > 0) sqlite3_bind_int64(set_exp_, 2, expires_at);
-  else sqlite3_bind_null(set_exp_, 2);
+  if (expires_at > 0)
+    sqlite3_bind_int64(set_exp_, 2, expires_at);
+  else
+    sqlite3_bind_null(set_exp_, 2);
   int rc = sqlite3_step(set_exp_);
   FLIN_CHECK(rc == SQLITE_DONE) << SqlError("expire during apply").ToString();
 }
@@ -325,9 +327,9 @@ ApplyResult KvStore::ApplyImport(const Command& cmd) {
     return v;
   };
   auto bind_id = [&](sqlite3_stmt* s) { BindBlob(s, 1, id); };
-  int64_t next_seq =
-      run("SELECT next_seq FROM import_area WHERE id = ?1", bind_id);
-  std::string unknown = "ERR no such import '" + Printable(id) + "' (it was committed, aborted or expired)";
+  int64_t next_seq = run("SELECT next_seq FROM import_area WHERE id = ?1", bind_id);
+  std::string unknown =
+      "ERR no such import '" + Printable(id) + "' (it was committed, aborted or expired)";
 
   switch (cmd.op) {
     case Op::kImportBegin:
@@ -352,8 +354,10 @@ ApplyResult KvStore::ApplyImport(const Command& cmd) {
         sqlite3_bind_int64(s, 2, next_seq + n);
         BindBlob(s, 3, cmd.args[i]);
         BindBlob(s, 4, cmd.args[i + 1]);
-        if (exp > 0) sqlite3_bind_int64(s, 5, exp);
-        else sqlite3_bind_null(s, 5);
+        if (exp > 0)
+          sqlite3_bind_int64(s, 5, exp);
+        else
+          sqlite3_bind_null(s, 5);
         FLIN_CHECK(sqlite3_step(s) == SQLITE_DONE) << SqlError("stage import row").ToString();
         sqlite3_reset(s);
         ++n;
@@ -373,10 +377,10 @@ ApplyResult KvStore::ApplyImport(const Command& cmd) {
         BindBlob(s, 1, id);
         sqlite3_bind_int64(s, 2, cmd.now_ms);
       };
-      int64_t keys = run(
-          "SELECT count(DISTINCT key) FROM import_row WHERE id = ?1 AND "
-          "(expires_at IS NULL OR expires_at > ?2)",
-          bind_now);
+      int64_t keys =
+          run("SELECT count(DISTINCT key) FROM import_row WHERE id = ?1 AND "
+              "(expires_at IS NULL OR expires_at > ?2)",
+              bind_now);
       // ORDER BY seq: for a key staged twice, the later row is applied last and wins.
       run("INSERT INTO kv(key, value, expires_at) SELECT key, value, expires_at FROM import_row "
           "WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY seq "
@@ -567,7 +571,8 @@ Status KvStore::Snapshot::Next(size_t count, int64_t now_ms, std::vector<Row>* r
     ++seen;
     last_.assign(k);
     int64_t exp = ColumnExpiry(stmt_, 2);
-    if (Live(exp, now_ms)) rows->push_back(Row{std::string(k), std::string(ColumnBlob(stmt_, 1)), exp});
+    if (Live(exp, now_ms))
+      rows->push_back(Row{std::string(k), std::string(ColumnBlob(stmt_, 1)), exp});
   }
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
     return Status::IOError(std::string("snapshot read: ") + sqlite3_errmsg(db_));

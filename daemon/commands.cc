@@ -1,0 +1,885 @@
+#include "daemon/commands.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <unistd.h>
+
+#include <climits>
+#include <sstream>
+
+#include "base/check.h"
+#include "base/clock.h"
+#include "base/glob.h"
+#include "base/log.h"
+#include "base/strings.h"
+#include "daemon/node.h"
+#include "daemon/server.h"
+#include "daemon/session.h"
+
+namespace flin::daemon {
+namespace {
+
+using store::Command;
+using store::Op;
+
+constexpr const char* kNotInt = "ERR value is not an integer or out of range";
+constexpr const char* kSyntax = "ERR syntax error";
+constexpr size_t kMaxCursors = 10000;
+constexpr size_t kMaxExports = 16;
+constexpr int64_t kExportIdleMs = 10 * 60 * 1000;
+
+std::string WrongArgs(std::string_view name) {
+  return "ERR wrong number of arguments for '" + ToLower(name) + "' command";
+}
+
+std::string InvalidExpire(std::string_view name) {
+  return "ERR invalid expire time in '" + ToLower(name) + "' command";
+}
+
+std::string RandomId() {
+  unsigned char b[12];
+  FLIN_CHECK(RAND_bytes(b, sizeof b) == 1);
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : b) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 15]);
+  }
+  return out;
+}
+
+// Parses a SET/MSETEX expiry option value into an absolute Unix-ms deadline.
+// Redis rejects non-positive values and anything that overflows.
+bool AbsoluteExpiry(std::string_view unit, std::string_view value, int64_t now, int64_t* at,
+                    std::string* err, std::string_view cmd) {
+  auto v = ParseInt64(value);
+  if (!v) {
+    *err = kNotInt;
+    return false;
+  }
+  if (*v <= 0) {
+    *err = InvalidExpire(cmd);
+    return false;
+  }
+  bool seconds = EqualsIgnoreCase(unit, "EX") || EqualsIgnoreCase(unit, "EXAT");
+  bool relative = EqualsIgnoreCase(unit, "EX") || EqualsIgnoreCase(unit, "PX");
+  int64_t ms = *v;
+  if (seconds && __builtin_mul_overflow(*v, int64_t{1000}, &ms)) {
+    *err = InvalidExpire(cmd);
+    return false;
+  }
+  if (relative && __builtin_add_overflow(ms, now, &ms)) {
+    *err = InvalidExpire(cmd);
+    return false;
+  }
+  *at = ms;
+  return true;
+}
+
+// Parses [NX|XX] [GET] [EX|PX|EXAT|PXAT n | KEEPTTL] options from args[from..].
+struct SetOptions {
+  uint32_t flags = 0;
+  int64_t expire_at = 0;
+};
+bool ParseSetOptions(const Args& args, size_t from, bool allow_get, int64_t now, SetOptions* o,
+                     std::string* err) {
+  bool have_cond = false, have_exp = false;
+  for (size_t i = from; i < args.size(); ++i) {
+    std::string_view a = args[i];
+    if (EqualsIgnoreCase(a, "NX") || EqualsIgnoreCase(a, "XX")) {
+      if (have_cond) return *err = kSyntax, false;
+      have_cond = true;
+      o->flags |= EqualsIgnoreCase(a, "NX") ? store::kCondNx : store::kCondXx;
+    } else if (allow_get && EqualsIgnoreCase(a, "GET")) {
+      o->flags |= store::kGetOld;
+    } else if (EqualsIgnoreCase(a, "KEEPTTL")) {
+      if (have_exp) return *err = kSyntax, false;
+      have_exp = true;
+      o->flags |= store::kKeepTtl;
+    } else if (EqualsIgnoreCase(a, "EX") || EqualsIgnoreCase(a, "PX") ||
+               EqualsIgnoreCase(a, "EXAT") || EqualsIgnoreCase(a, "PXAT")) {
+      if (have_exp || i + 1 >= args.size()) return *err = kSyntax, false;
+      have_exp = true;
+      if (!AbsoluteExpiry(a, args[i + 1], now, &o->expire_at, err, args[0])) return false;
+      ++i;
+    } else {
+      return *err = kSyntax, false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+Commands::Commands(Server& server) : server_(server) {
+  static const std::unordered_map<std::string_view, Handler> kByName = {
+      {"ping", &Commands::Ping},
+      {"echo", &Commands::Echo},
+      {"quit", &Commands::Quit},
+      {"hello", &Commands::Hello},
+      {"auth", &Commands::Auth},
+      {"client", &Commands::Client},
+      {"select", &Commands::Select},
+      {"command", &Commands::CommandInfo},
+      {"info", &Commands::Info},
+      {"dbsize", &Commands::DbSize},
+      {"flushall", &Commands::FlushAll},
+      {"config", &Commands::ConfigGet},
+      {"get", &Commands::Get},
+      {"set", &Commands::Set},
+      {"mget", &Commands::MGet},
+      {"mset", &Commands::MSet},
+      {"msetnx", &Commands::MSetNx},
+      {"msetex", &Commands::MSetEx},
+      {"mdel", &Commands::Del},
+      {"del", &Commands::Del},
+      {"unlink", &Commands::Del},
+      {"exists", &Commands::Exists},
+      {"expire", &Commands::Expire},
+      {"pexpire", &Commands::Expire},
+      {"expireat", &Commands::Expire},
+      {"pexpireat", &Commands::Expire},
+      {"ttl", &Commands::Ttl},
+      {"pttl", &Commands::Ttl},
+      {"expiretime", &Commands::ExpireTime},
+      {"pexpiretime", &Commands::ExpireTime},
+      {"persist", &Commands::Persist},
+      {"type", &Commands::Type},
+      {"scan", &Commands::Scan},
+      {"keys", &Commands::Keys},
+      {"import.begin", &Commands::ImportBegin},
+      {"import.add", &Commands::ImportAdd},
+      {"import.commit", &Commands::ImportEnd},
+      {"import.abort", &Commands::ImportEnd},
+      {"export.begin", &Commands::ExportBegin},
+      {"export.next", &Commands::ExportNext},
+      {"export.end", &Commands::ExportEnd},
+  };
+  for (const net::CommandSpec& spec : net::AllCommands()) {
+    auto it = kByName.find(spec.name);
+    FLIN_CHECK(it != kByName.end()) << "no handler for command '" << spec.name << "'";
+    handlers_.push_back(it->second);
+  }
+}
+
+Commands::~Commands() = default;
+
+void Commands::Execute(Session& s, const net::CommandSpec* spec, const Args& args) {
+  if (!spec) {
+    std::string msg =
+        "ERR unknown command '" + Printable(args[0], 128) + "', with args beginning with: ";
+    for (size_t i = 1; i < args.size() && i <= 8; ++i) msg += "'" + Printable(args[i], 64) + "' ";
+    s.Reply().Error(msg);
+    return;
+  }
+  if (!s.authenticated() && !(spec->flags & net::kCmdNoAuth)) {
+    s.Reply().Error("NOAUTH Authentication required.");
+    return;
+  }
+  if (!net::ArityOk(*spec, args.size())) {
+    s.Reply().Error(WrongArgs(spec->name));
+    return;
+  }
+  (this->*handlers_[spec - net::AllCommands().data()])(s, args);
+}
+
+void Commands::Propose(Session& s, store::Command& cmd, std::string ok_reply) {
+  cmd.now_ms = WallMillis();
+  size_t size = store::EncodedSize(cmd);
+  uint64_t limit = server_.config().max_batch_bytes;
+  if (size > limit) {
+    s.Reply().Error("ERR batch of " + std::to_string(size) + " bytes exceeds max-batch-bytes (" +
+                    std::to_string(limit) + "); split it into smaller batches");
+    return;
+  }
+  std::string payload;
+  store::EncodeCommand(cmd, &payload);
+  size_t slot = s.BeginAsync();
+  server_.node().Propose(std::move(payload), [self = s.shared_from_this(), slot,
+                                              ok = std::move(ok_reply)](store::ApplyResult r) {
+    if (!ok.empty() && r.kind == store::ApplyResult::Kind::kOk) {
+      r = store::ApplyResult::Bulk(ok);
+    }
+    self->Complete(slot, r);
+  });
+}
+
+// ---- connection ----
+
+void Commands::Ping(Session& s, const Args& a) {
+  if (a.size() > 2) return s.Reply().Error(WrongArgs("ping"));
+  if (a.size() == 2) return s.Reply().Bulk(a[1]);
+  s.Reply().Status("PONG");
+}
+
+void Commands::Echo(Session& s, const Args& a) { s.Reply().Bulk(a[1]); }
+
+void Commands::Quit(Session& s, const Args&) {
+  s.Reply().Ok();
+  s.CloseAfterReply();
+}
+
+bool Commands::CheckAuthPassword(Session& s, std::string_view user, std::string_view pass) {
+  const std::string& want = server_.config().requirepass;
+  bool ok = !want.empty() && user == "default" && pass.size() == want.size() &&
+            CRYPTO_memcmp(pass.data(), want.data(), want.size()) == 0;
+  if (ok) s.set_authenticated(true);
+  return ok;
+}
+
+void Commands::Auth(Session& s, const Args& a) {
+  if (a.size() > 3) return s.Reply().Error(kSyntax);
+  if (server_.config().requirepass.empty()) {
+    return s.Reply().Error(
+        "ERR AUTH <password> called without any password configured for the default user. "
+        "Are you sure your configuration is correct?");
+  }
+  std::string_view user = a.size() == 3 ? a[1] : "default";
+  if (!CheckAuthPassword(s, user, a.back())) {
+    return s.Reply().Error("WRONGPASS invalid username-password pair or user is disabled.");
+  }
+  s.Reply().Ok();
+}
+
+void Commands::Hello(Session& s, const Args& a) {
+  size_t i = 1;
+  if (a.size() > 1) {
+    auto ver = ParseInt64(a[1]);
+    if (!ver) return s.Reply().Error("ERR Protocol version is not an integer or out of range");
+    if (*ver != 2) return s.Reply().Error("NOPROTO unsupported protocol version");
+    i = 2;
+  }
+  std::string setname;
+  for (; i < a.size(); ++i) {
+    if (EqualsIgnoreCase(a[i], "AUTH") && i + 2 < a.size()) {
+      if (server_.config().requirepass.empty() || !CheckAuthPassword(s, a[i + 1], a[i + 2])) {
+        return s.Reply().Error("WRONGPASS invalid username-password pair or user is disabled.");
+      }
+      i += 2;
+    } else if (EqualsIgnoreCase(a[i], "SETNAME") && i + 1 < a.size()) {
+      setname = a[++i];
+    } else {
+      return s.Reply().Error("ERR Syntax error in HELLO option '" + Printable(a[i]) + "'");
+    }
+  }
+  if (!s.authenticated()) {
+    return s.Reply().Error(
+        "NOAUTH HELLO must be called with the client already authenticated, "
+        "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
+        "authenticate the client and select the RESP protocol version at the "
+        "same time");
+  }
+  if (!setname.empty()) s.set_name(setname);
+  auto w = s.Reply();
+  w.ArrayHeader(14);
+  w.Bulk("server");
+  w.Bulk("flin");
+  w.Bulk("version");
+  w.Bulk("0.1.0");
+  w.Bulk("proto");
+  w.Integer(2);
+  w.Bulk("id");
+  w.Integer(static_cast<int64_t>(s.id()));
+  w.Bulk("mode");
+  w.Bulk("standalone");
+  w.Bulk("role");
+  w.Bulk("master");
+  w.Bulk("modules");
+  w.ArrayHeader(0);
+}
+
+void Commands::Client(Session& s, const Args& a) {
+  std::string sub = ToLower(a[1]);
+  auto w = s.Reply();
+  if (sub == "setname" && a.size() == 3) {
+    for (char c : a[2]) {
+      if (c <= ' ' || c > '~') {
+        return w.Error("ERR Client names cannot contain spaces, newlines or special characters.");
+      }
+    }
+    s.set_name(std::string(a[2]));
+    w.Ok();
+  } else if (sub == "getname" && a.size() == 2) {
+    if (s.name().empty())
+      w.Nil();
+    else
+      w.Bulk(s.name());
+  } else if (sub == "id" && a.size() == 2) {
+    w.Integer(static_cast<int64_t>(s.id()));
+  } else if (sub == "setinfo" && a.size() == 4) {
+    w.Ok();  // library name/version: accepted for client compatibility
+  } else if (sub == "info" && a.size() == 2) {
+    w.Bulk("id=" + std::to_string(s.id()) + " addr=" + s.peer() + " name=" + s.name() + "\n");
+  } else {
+    w.Error("ERR unknown subcommand or wrong number of arguments for '" + Printable(a[1]) +
+            "'. Try CLIENT SETNAME, GETNAME, ID, SETINFO, INFO.");
+  }
+}
+
+void Commands::Select(Session& s, const Args& a) {
+  auto db = ParseInt64(a[1]);
+  if (!db) return s.Reply().Error(kNotInt);
+  if (*db != 0) return s.Reply().Error("ERR DB index is out of range");
+  s.Reply().Ok();
+}
+
+// ---- server ----
+
+void Commands::CommandInfo(Session& s, const Args& a) {
+  auto w = s.Reply();
+  auto info = [&](const net::CommandSpec& c) {
+    w.ArrayHeader(10);
+    w.Bulk(c.name);
+    w.Integer(c.arity);
+    int nflags = !!(c.flags & net::kCmdWrite) + !!(c.flags & net::kCmdRead) +
+                 !!(c.flags & net::kCmdAdmin) + !!(c.flags & net::kCmdNoAuth);
+    w.ArrayHeader(nflags);
+    if (c.flags & net::kCmdWrite) w.Status("write");
+    if (c.flags & net::kCmdRead) w.Status("readonly");
+    if (c.flags & net::kCmdAdmin) w.Status("admin");
+    if (c.flags & net::kCmdNoAuth) w.Status("no_auth");
+    w.Integer(c.first_key);
+    w.Integer(c.last_key);
+    w.Integer(c.key_step);
+    for (int i = 0; i < 4; ++i) w.ArrayHeader(0);  // acl categories, tips, key specs, subcommands
+  };
+  auto cmds = net::AllCommands();
+  if (a.size() == 1) {
+    w.ArrayHeader(cmds.size());
+    for (const auto& c : cmds) info(c);
+    return;
+  }
+  std::string sub = ToLower(a[1]);
+  if (sub == "count") return w.Integer(static_cast<int64_t>(cmds.size()));
+  if (sub == "list") {
+    w.ArrayHeader(cmds.size());
+    for (const auto& c : cmds) w.Bulk(c.name);
+    return;
+  }
+  if (sub == "info") {
+    w.ArrayHeader(a.size() - 2);
+    for (size_t i = 2; i < a.size(); ++i) {
+      const net::CommandSpec* c = net::FindCommand(a[i]);
+      if (c)
+        info(*c);
+      else
+        w.NilArray();
+    }
+    return;
+  }
+  if (sub == "docs") {
+    // Flattened map name -> {summary, since, group, syntax}, as redis-cli reads it.
+    std::vector<const net::CommandSpec*> list;
+    if (a.size() == 2) {
+      for (const auto& c : cmds) list.push_back(&c);
+    } else {
+      for (size_t i = 2; i < a.size(); ++i) {
+        if (const auto* c = net::FindCommand(a[i])) list.push_back(c);
+      }
+    }
+    w.ArrayHeader(list.size() * 2);
+    for (const auto* c : list) {
+      w.Bulk(c->name);
+      w.ArrayHeader(6);
+      w.Bulk("summary");
+      w.Bulk(c->summary);
+      w.Bulk("since");
+      w.Bulk("0.1.0");
+      w.Bulk("group");
+      w.Bulk(c->group);
+    }
+    return;
+  }
+  w.Error("ERR unknown subcommand '" + Printable(a[1]) + "'. Try COMMAND COUNT, LIST, INFO, DOCS.");
+}
+
+std::string Commands::InfoText(std::string_view section) {
+  std::string want = ToLower(section);
+  bool all = want.empty() || want == "all" || want == "default" || want == "everything";
+  const daemon::Config& c = server_.config();
+  NodeStats ns = server_.node().Stats();
+  std::ostringstream o;
+  if (all || want == "server") {
+    o << "# Server\r\nflin_version:0.1.0\r\nredis_version:7.0.0\r\nredis_mode:standalone\r\n"
+      << "process_id:" << getpid() << "\r\ntcp_port:" << server_.tcp_port() << "\r\n"
+      << "uptime_in_seconds:" << (WallMillis() - server_.start_ms()) / 1000 << "\r\n"
+      << "data_dir:" << c.data_dir << "\r\nunix_socket:" << (c.socket_none() ? "" : c.socket_path)
+      << "\r\n\r\n";
+  }
+  if (all || want == "clients") {
+    o << "# Clients\r\nconnected_clients:" << server_.connected_clients()
+      << "\r\nmaxclients:" << c.max_clients << "\r\n\r\n";
+  }
+  if (all || want == "persistence") {
+    o << "# Persistence\r\nlog_last_index:" << ns.last_index
+      << "\r\nlog_synced_index:" << ns.synced_index << "\r\nlog_first_index:" << ns.log_first_index
+      << "\r\nlog_disk_bytes:" << ns.log_disk_bytes << "\r\nlog_syncs:" << ns.log_syncs
+      << "\r\nlog_compactions:" << ns.compactions << "\r\napplied_index:" << ns.applied_index
+      << "\r\nstate_db_committed_index:" << ns.committed_to_db_index << "\r\n\r\n";
+  }
+  if (all || want == "stats") {
+    const ServerStats& st = server_.stats();
+    o << "# Stats\r\ntotal_connections_received:" << st.connections_received
+      << "\r\nrejected_connections:" << st.rejected_connections
+      << "\r\ntotal_commands_processed:" << st.commands
+      << "\r\ntotal_net_input_bytes:" << st.bytes_in << "\r\nprotocol_errors:" << st.protocol_errors
+      << "\r\nproposals:" << ns.proposals << "\r\n\r\n";
+  }
+  if (all || want == "replication" || want == "raft") {
+    o << "# Replication\r\nrole:master\r\nraft_role:leader\r\nraft_members:1\r\n"
+      << "raft_commit_index:" << ns.synced_index << "\r\nraft_applied_index:" << ns.applied_index
+      << "\r\n\r\n";
+  }
+  if (all || want == "keyspace") {
+    auto n =
+        server_.node().WithStore([](store::KvStore& st) { return st.CountLive(WallMillis()); });
+    o << "# Keyspace\r\n";
+    if (n.ok() && *n > 0) o << "db0:keys=" << *n << ",expires=0,avg_ttl=0\r\n";
+    o << "\r\n";
+  }
+  return o.str();
+}
+
+void Commands::Info(Session& s, const Args& a) {
+  if (a.size() > 2) return s.Reply().Error(kSyntax);
+  s.Reply().Bulk(InfoText(a.size() == 2 ? a[1] : ""));
+}
+
+void Commands::DbSize(Session& s, const Args&) {
+  auto n = server_.node().WithStore([](store::KvStore& st) { return st.CountLive(WallMillis()); });
+  if (!n.ok()) return s.Reply().Error("ERR " + n.status().message());
+  s.Reply().Integer(*n);
+}
+
+void Commands::FlushAll(Session& s, const Args& a) {
+  if (a.size() > 2 ||
+      (a.size() == 2 && !EqualsIgnoreCase(a[1], "SYNC") && !EqualsIgnoreCase(a[1], "ASYNC"))) {
+    return s.Reply().Error(kSyntax);
+  }
+  store::Command cmd;
+  cmd.op = Op::kFlushAll;
+  Propose(s, cmd);
+}
+
+void Commands::ConfigGet(Session& s, const Args& a) {
+  if (!EqualsIgnoreCase(a[1], "GET")) {
+    return s.Reply().Error("ERR CONFIG " + Printable(ToUpper(a[1])) +
+                           " is not supported: flind is configured by flags or --config at start");
+  }
+  if (a.size() < 3) return s.Reply().Error(WrongArgs("config|get"));
+  const daemon::Config& c = server_.config();
+  const std::pair<std::string, std::string> table[] = {
+      {"maxclients", std::to_string(c.max_clients)},
+      {"timeout", std::to_string(c.timeout_seconds)},
+      {"proto-max-bulk-len", std::to_string(c.max_bulk_len)},
+      {"max-batch-bytes", std::to_string(c.max_batch_bytes)},
+      {"client-output-buffer-limit", std::to_string(c.client_output_buffer_limit)},
+      {"databases", "1"},
+      {"save", ""},
+      {"appendonly", "yes"},
+      {"appendfsync", "always"},
+      {"dir", c.data_dir},
+  };
+  std::vector<const std::pair<std::string, std::string>*> hits;
+  for (const auto& kv : table) {
+    for (size_t i = 2; i < a.size(); ++i) {
+      if (GlobMatch(ToLower(a[i]), kv.first)) {
+        hits.push_back(&kv);
+        break;
+      }
+    }
+  }
+  auto w = s.Reply();
+  w.ArrayHeader(hits.size() * 2);
+  for (const auto* kv : hits) {
+    w.Bulk(kv->first);
+    w.Bulk(kv->second);
+  }
+}
+
+// ---- keys ----
+
+void Commands::Get(Session& s, const Args& a) {
+  auto r = server_.node().WithStore([&](store::KvStore& st) { return st.Get(a[1], WallMillis()); });
+  auto w = s.Reply();
+  if (!r.ok()) return w.Error("ERR " + r.status().message());
+  if (!r->has_value()) return w.Nil();
+  w.Bulk((*r)->value);
+}
+
+void Commands::Set(Session& s, const Args& a) {
+  store::Command cmd;
+  cmd.now_ms = WallMillis();
+  SetOptions o;
+  std::string err;
+  if (!ParseSetOptions(a, 3, /*allow_get=*/true, cmd.now_ms, &o, &err)) {
+    return s.Reply().Error(err);
+  }
+  cmd.op = Op::kSet;
+  cmd.flags = o.flags;
+  cmd.arg = o.expire_at;
+  cmd.args = {a[1], a[2]};
+  Propose(s, cmd);
+}
+
+void Commands::MGet(Session& s, const Args& a) {
+  const uint64_t limit = server_.config().client_output_buffer_limit;
+  std::string out;
+  net::ReplyWriter w(&out);
+  w.ArrayHeader(a.size() - 1);
+  Status st = server_.node().WithStore([&](store::KvStore& kv) {
+    int64_t now = WallMillis();
+    for (size_t i = 1; i < a.size(); ++i) {
+      auto r = kv.Get(a[i], now);
+      if (!r.ok()) return r.status();
+      if (r->has_value())
+        w.Bulk((*r)->value);
+      else
+        w.Nil();
+      if (out.size() > limit) {
+        return Status::Limit("ERR MGET reply exceeds client-output-buffer-limit (" +
+                             std::to_string(limit) + " bytes); ask for fewer keys");
+      }
+    }
+    return Status::Ok();
+  });
+  if (!st.ok()) {
+    return s.Reply().Error(st.code() == Status::Code::kLimit ? st.message()
+                                                             : "ERR " + st.message());
+  }
+  s.Reply().out()->append(out);
+}
+
+void Commands::MSet(Session& s, const Args& a) {
+  if (a.size() % 2 != 1) return s.Reply().Error(WrongArgs(a[0]));
+  store::Command cmd;
+  cmd.op = Op::kMSet;
+  cmd.args.assign(a.begin() + 1, a.end());
+  Propose(s, cmd);
+}
+
+void Commands::MSetNx(Session& s, const Args& a) {
+  if (a.size() % 2 != 1) return s.Reply().Error(WrongArgs(a[0]));
+  store::Command cmd;
+  cmd.op = Op::kMSet;
+  cmd.flags = store::kCondNx | store::kReplyInt;
+  cmd.args.assign(a.begin() + 1, a.end());
+  Propose(s, cmd);
+}
+
+// MSETEX numkeys key value [key value ...] [NX | XX] [EX|PX|EXAT|PXAT n | KEEPTTL]
+void Commands::MSetEx(Session& s, const Args& a) {
+  auto numkeys = ParseInt64(a[1]);
+  if (!numkeys || *numkeys <= 0) {
+    return s.Reply().Error("ERR invalid numkeys value: must be a positive integer");
+  }
+  if (static_cast<uint64_t>(*numkeys) > (a.size() - 2) / 2) {
+    return s.Reply().Error("ERR wrong number of key-value pairs: numkeys is " +
+                           std::to_string(*numkeys) + " but fewer pairs follow");
+  }
+  store::Command cmd;
+  cmd.now_ms = WallMillis();
+  SetOptions o;
+  std::string err;
+  size_t opts_from = 2 + static_cast<size_t>(*numkeys) * 2;
+  if (!ParseSetOptions(a, opts_from, /*allow_get=*/false, cmd.now_ms, &o, &err)) {
+    return s.Reply().Error(err);
+  }
+  cmd.op = Op::kMSet;
+  cmd.flags = o.flags | store::kReplyInt;
+  cmd.arg = o.expire_at;
+  cmd.args.assign(a.begin() + 2, a.begin() + static_cast<ptrdiff_t>(opts_from));
+  Propose(s, cmd);
+}
+
+void Commands::Del(Session& s, const Args& a) {
+  store::Command cmd;
+  cmd.op = Op::kDel;
+  cmd.args.assign(a.begin() + 1, a.end());
+  Propose(s, cmd);
+}
+
+void Commands::Exists(Session& s, const Args& a) {
+  auto r = server_.node().WithStore([&](store::KvStore& kv) -> Result<int64_t> {
+    int64_t now = WallMillis(), n = 0;
+    for (size_t i = 1; i < a.size(); ++i) {
+      auto e = kv.Exists(a[i], now);
+      if (!e.ok()) return e.status();
+      n += *e ? 1 : 0;
+    }
+    return n;
+  });
+  if (!r.ok()) return s.Reply().Error("ERR " + r.status().message());
+  s.Reply().Integer(*r);
+}
+
+void Commands::Expire(Session& s, const Args& a) {
+  std::string name = ToLower(a[0]);
+  auto v = ParseInt64(a[2]);
+  if (!v) return s.Reply().Error(kNotInt);
+  int64_t now = WallMillis();
+  bool seconds = name == "expire" || name == "expireat";
+  bool relative = name == "expire" || name == "pexpire";
+  int64_t at = *v;
+  if ((seconds && __builtin_mul_overflow(at, int64_t{1000}, &at)) ||
+      (relative && __builtin_add_overflow(at, now, &at))) {
+    return s.Reply().Error(InvalidExpire(name));
+  }
+  store::Command cmd;
+  cmd.now_ms = now;
+  for (size_t i = 3; i < a.size(); ++i) {
+    std::string opt = ToUpper(a[i]);
+    if (opt == "NX")
+      cmd.flags |= store::kExpNx;
+    else if (opt == "XX")
+      cmd.flags |= store::kExpXx;
+    else if (opt == "GT")
+      cmd.flags |= store::kExpGt;
+    else if (opt == "LT")
+      cmd.flags |= store::kExpLt;
+    else
+      return s.Reply().Error("ERR Unsupported option " + Printable(a[i]));
+  }
+  if ((cmd.flags & store::kExpNx) &&
+      (cmd.flags & (store::kExpXx | store::kExpGt | store::kExpLt))) {
+    return s.Reply().Error("ERR NX and XX, GT or LT options at the same time are not compatible");
+  }
+  if ((cmd.flags & store::kExpGt) && (cmd.flags & store::kExpLt)) {
+    return s.Reply().Error("ERR GT and LT options at the same time are not compatible");
+  }
+  cmd.op = Op::kExpire;
+  cmd.arg = at;
+  cmd.args = {a[1]};
+  Propose(s, cmd);
+}
+
+void Commands::Ttl(Session& s, const Args& a) {
+  bool ms = EqualsIgnoreCase(a[0], "pttl");
+  int64_t now = WallMillis();
+  auto r = server_.node().WithStore([&](store::KvStore& kv) { return kv.Get(a[1], now); });
+  auto w = s.Reply();
+  if (!r.ok()) return w.Error("ERR " + r.status().message());
+  if (!r->has_value()) return w.Integer(-2);
+  int64_t exp = (*r)->expires_at;
+  if (exp == 0) return w.Integer(-1);
+  int64_t left = std::max<int64_t>(exp - now, 0);
+  w.Integer(ms ? left : (left + 500) / 1000);
+}
+
+void Commands::ExpireTime(Session& s, const Args& a) {
+  bool ms = EqualsIgnoreCase(a[0], "pexpiretime");
+  auto r = server_.node().WithStore([&](store::KvStore& kv) { return kv.Get(a[1], WallMillis()); });
+  auto w = s.Reply();
+  if (!r.ok()) return w.Error("ERR " + r.status().message());
+  if (!r->has_value()) return w.Integer(-2);
+  int64_t exp = (*r)->expires_at;
+  if (exp == 0) return w.Integer(-1);
+  w.Integer(ms ? exp : exp / 1000);
+}
+
+void Commands::Persist(Session& s, const Args& a) {
+  store::Command cmd;
+  cmd.op = Op::kPersist;
+  cmd.args = {a[1]};
+  Propose(s, cmd);
+}
+
+void Commands::Type(Session& s, const Args& a) {
+  auto r =
+      server_.node().WithStore([&](store::KvStore& kv) { return kv.Exists(a[1], WallMillis()); });
+  if (!r.ok()) return s.Reply().Error("ERR " + r.status().message());
+  s.Reply().Status(*r ? "string" : "none");
+}
+
+// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]. Cursors are opaque
+// numbers mapped to the last key examined, so a key present for the whole
+// iteration is always returned (Redis' guarantee) even as others change.
+void Commands::Scan(Session& s, const Args& a) {
+  auto cur = ParseInt64(a[1]);
+  if (!cur || *cur < 0) return s.Reply().Error("ERR invalid cursor");
+  std::string pattern;
+  int64_t count = 10;
+  bool type_ok = true;
+  for (size_t i = 2; i < a.size(); i += 2) {
+    if (i + 1 >= a.size()) return s.Reply().Error(kSyntax);
+    if (EqualsIgnoreCase(a[i], "MATCH")) {
+      pattern.assign(a[i + 1]);
+    } else if (EqualsIgnoreCase(a[i], "COUNT")) {
+      auto c = ParseInt64(a[i + 1]);
+      if (!c) return s.Reply().Error(kNotInt);
+      if (*c < 1) return s.Reply().Error(kSyntax);
+      count = std::min<int64_t>(*c, 100000);
+    } else if (EqualsIgnoreCase(a[i], "TYPE")) {
+      type_ok = EqualsIgnoreCase(a[i + 1], "string");
+    } else {
+      return s.Reply().Error(kSyntax);
+    }
+  }
+  std::string after;
+  if (*cur != 0) {
+    auto it = cursors_.find(static_cast<uint64_t>(*cur));
+    if (it == cursors_.end()) return s.Reply().Error("ERR invalid cursor");
+    after = it->second;
+  }
+  std::string prefix = pattern.empty() ? "" : GlobLiteralPrefix(pattern);
+  std::vector<std::string> keys;
+  std::string last;
+  size_t examined = 0;
+  Status st = server_.node().WithStore([&](store::KvStore& kv) {
+    return kv.ScanKeys(after, prefix, static_cast<size_t>(count), WallMillis(), &keys, &last,
+                       &examined);
+  });
+  if (!st.ok()) return s.Reply().Error("ERR " + st.message());
+  uint64_t next = 0;
+  if (examined == static_cast<size_t>(count)) {  // more may follow; > count: ran past the prefix
+    next = next_cursor_++;
+    cursors_[next] = last;
+    cursor_order_.push_back(next);
+    if (cursor_order_.size() > kMaxCursors) {
+      cursors_.erase(cursor_order_.front());
+      cursor_order_.pop_front();
+    }
+  }
+  auto w = s.Reply();
+  w.ArrayHeader(2);
+  w.Bulk(std::to_string(next));
+  size_t n = 0;
+  if (type_ok) {
+    for (const auto& k : keys) n += pattern.empty() || GlobMatch(pattern, k);
+  }
+  w.ArrayHeader(n);
+  if (!type_ok) return;
+  for (const auto& k : keys) {
+    if (pattern.empty() || GlobMatch(pattern, k)) w.Bulk(k);
+  }
+}
+
+void Commands::Keys(Session& s, const Args& a) {
+  std::string pattern(a[1]);
+  std::string prefix = GlobLiteralPrefix(pattern);
+  const uint64_t limit = server_.config().client_output_buffer_limit;
+  std::vector<std::string> out;
+  size_t bytes = 0;
+  std::string after;
+  for (;;) {
+    std::vector<std::string> keys;
+    std::string last;
+    size_t examined = 0;
+    const size_t chunk = 4096;  // bounded work per store lock: writes keep flowing
+    Status st = server_.node().WithStore([&](store::KvStore& kv) {
+      return kv.ScanKeys(after, prefix, chunk, WallMillis(), &keys, &last, &examined);
+    });
+    if (!st.ok()) return s.Reply().Error("ERR " + st.message());
+    for (auto& k : keys) {
+      if (GlobMatch(pattern, k)) {
+        bytes += k.size() + 16;
+        out.push_back(std::move(k));
+      }
+    }
+    if (bytes > limit) {
+      return s.Reply().Error("ERR KEYS reply exceeds client-output-buffer-limit (" +
+                             std::to_string(limit) + " bytes); use SCAN");
+    }
+    if (examined != chunk) break;
+    after = last;
+  }
+  auto w = s.Reply();
+  w.ArrayHeader(out.size());
+  for (const auto& k : out) w.Bulk(k);
+}
+
+// ---- bulk import / export ----
+
+void Commands::ImportBegin(Session& s, const Args&) {
+  store::Command cmd;
+  cmd.op = Op::kImportBegin;
+  std::string id = RandomId();
+  cmd.args = {id};
+  Propose(s, cmd, id);
+}
+
+void Commands::ImportAdd(Session& s, const Args& a) {
+  if ((a.size() - 2) % 3 != 0) return s.Reply().Error(WrongArgs(a[0]));
+  for (size_t i = 4; i < a.size(); i += 3) {
+    auto v = ParseInt64(a[i]);
+    if (!v || *v < 0) {
+      return s.Reply().Error("ERR IMPORT.ADD: expire-at-ms of row " +
+                             std::to_string((i - 2) / 3 + 1) + " is not a non-negative integer: '" +
+                             Printable(a[i]) + "'");
+    }
+  }
+  store::Command cmd;
+  cmd.op = Op::kImportAdd;
+  cmd.args.assign(a.begin() + 1, a.end());
+  Propose(s, cmd);
+}
+
+void Commands::ImportEnd(Session& s, const Args& a) {
+  store::Command cmd;
+  cmd.op = EqualsIgnoreCase(a[0], "import.commit") ? Op::kImportCommit : Op::kImportAbort;
+  cmd.args = {a[1]};
+  Propose(s, cmd);
+}
+
+void Commands::ExportBegin(Session& s, const Args& a) {
+  int64_t now = WallMillis();
+  for (auto it = exports_.begin(); it != exports_.end();) {
+    if (now - it->second.last_used_ms > kExportIdleMs)
+      it = exports_.erase(it);
+    else
+      ++it;
+  }
+  if (exports_.size() >= kMaxExports) {
+    return s.Reply().Error("ERR too many exports in progress (" + std::to_string(kMaxExports) +
+                           "); end one with EXPORT.END");
+  }
+  std::string_view prefix = a.size() > 1 ? a[1] : "";
+  // Commit first: the snapshot connection sees only committed state, and it
+  // must include every write acknowledged so far.
+  auto snap = server_.node().WithStore(
+      [&](store::KvStore& kv) -> Result<std::unique_ptr<store::KvStore::Snapshot>> {
+        Status st = kv.Commit();
+        if (!st.ok()) return st;
+        return kv.OpenSnapshot(prefix);
+      });
+  if (!snap.ok()) return s.Reply().Error("ERR " + snap.status().message());
+  std::string id = RandomId();
+  exports_[id] = ExportState{std::move(snap).value(), now};
+  s.Reply().Bulk(id);
+}
+
+void Commands::ExportNext(Session& s, const Args& a) {
+  auto it = exports_.find(std::string(a[1]));
+  if (it == exports_.end()) {
+    return s.Reply().Error("ERR no such export '" + Printable(a[1]) + "' (finished or expired)");
+  }
+  auto count = ParseInt64(a[2]);
+  if (!count || *count < 1) return s.Reply().Error(kNotInt);
+  ExportState& e = it->second;
+  e.last_used_ms = WallMillis();
+  std::vector<store::KvStore::Snapshot::Row> rows;
+  size_t want = static_cast<size_t>(std::min<int64_t>(*count, 100000));
+  while (rows.empty() && !e.snap->done()) {
+    Status st = e.snap->Next(want, e.last_used_ms, &rows);
+    if (!st.ok()) {
+      exports_.erase(it);
+      return s.Reply().Error("ERR " + st.message());
+    }
+  }
+  auto w = s.Reply();
+  w.ArrayHeader(rows.size());
+  for (const auto& r : rows) {
+    w.ArrayHeader(3);
+    w.Bulk(r.key);
+    w.Bulk(r.value);
+    w.Integer(r.expires_at);
+  }
+  if (rows.empty()) exports_.erase(it);
+}
+
+void Commands::ExportEnd(Session& s, const Args& a) {
+  exports_.erase(std::string(a[1]));
+  s.Reply().Ok();
+}
+
+}  // namespace flin::daemon

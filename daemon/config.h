@@ -1,0 +1,53 @@
+// flind's configuration: every setting is a command-line flag and, with the
+// same name, a key of the --config file (CLI11's TOML/INI format).
+// Thread-compatible value type; read-only once the daemon runs.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "base/log.h"
+#include "base/status.h"
+
+namespace flin::daemon {
+
+struct Config {
+  std::string data_dir;                   // default: $XDG_DATA_HOME/flin, else ~/.local/share/flin
+  std::string socket_path;                // default: <data_dir>/flin.sock; "none" disables
+  std::string listen = "127.0.0.1:7379";  // "none" disables TCP
+  std::string requirepass;                // from --requirepass or --requirepass-file
+  log::Level log_level = log::Level::kInfo;
+
+  // Limits (each has a clear error when hit).
+  uint64_t max_clients = 10000;
+  uint64_t max_bulk_len = 64ull << 20;     // one argument
+  uint64_t max_args = 1024 * 1024;         // arguments per command
+  uint64_t max_batch_bytes = 64ull << 20;  // one write entry (a whole MSET)
+  uint64_t client_output_buffer_limit = 256ull << 20;
+  uint64_t timeout_seconds = 0;  // idle client timeout; 0 = never (Redis' default)
+
+  // Storage tuning.
+  uint64_t cache_mb = 256;        // SQLite page cache
+  uint64_t apply_commit_ms = 50;  // commit applied entries to state.db at least this often
+  uint64_t apply_commit_entries = 20000;
+  uint64_t log_compact_mb = 256;  // compact the log once it is this big
+
+  // TCP host/port split from `listen` (valid when !listen_none()).
+  std::string listen_host;
+  uint16_t listen_port = 0;
+  bool listen_none() const { return listen == "none"; }
+  bool socket_none() const { return socket_path == "none"; }
+};
+
+// Parses argv. On --help/--version prints and sets *exit_code (0); on a bad
+// flag/config prints a clear error and sets *exit_code (2). Returns false in
+// both cases: the caller exits with *exit_code.
+bool ParseConfig(int argc, char** argv, Config* config, int* exit_code);
+
+// Resolves defaults and checks cross-field rules (protected mode).
+Status FinishConfig(Config* config);
+
+// True for 127.0.0.0/8, ::1 and "localhost".
+bool IsLoopbackHost(const std::string& host);
+
+}  // namespace flin::daemon
