@@ -74,11 +74,21 @@ class RequestParser {
   // Forgets any partial command and the error state (a fresh connection).
   void Reset();
 
-  // Total size `data` should have (counted from its start, as passed to
-  // Parse) before the next call is worth making: known while the parser waits
-  // for the body of a bulk, so a reader can size one big read instead of many
-  // small ones. 0 if unknown.
+  // The TOTAL size `data` should have before the next call is worth making,
+  // counted from the start of `data` as passed to Parse (the unconsumed bytes
+  // already buffered are included; this is not the number still missing).
+  // Known while the parser waits for the body of a bulk, so a reader can size
+  // its buffer once instead of doing many small reads:
+  //   buffer capacity >= max(BytesWanted(), buffered + min_read)
+  // 0 if unknown (then read whatever arrives).
   size_t BytesWanted() const;
+  // Convenience: how many more bytes must arrive after `buffered` (the size
+  // of `data` at the last Parse) for BytesWanted() to be met; 0 if unknown or
+  // already met.
+  size_t BytesMissing(size_t buffered) const {
+    size_t wanted = BytesWanted();
+    return wanted > buffered ? wanted - buffered : 0;
+  }
 
   // Redis 7 applies unauth_max_args / unauth_max_bulk_len to clients that
   // must still AUTH. Defaults to true (no extra caps).

@@ -539,6 +539,8 @@ TEST(RequestParserTest, BigBulkInSmallPiecesIsLinear) {
     if (r == RequestParser::Result::kIncomplete) {
       // Once the length is known the parser says how much it needs.
       EXPECT_EQ(parser.BytesWanted(), input.size());
+      EXPECT_EQ(parser.BytesMissing(std::min(have, input.size())),
+                input.size() - std::min(have, input.size()));
     }
   }
   ASSERT_EQ(r, RequestParser::Result::kCommand);
@@ -547,6 +549,7 @@ TEST(RequestParserTest, BigBulkInSmallPiecesIsLinear) {
   EXPECT_EQ(args[2].size(), kLen);
   EXPECT_EQ(args[2].data(), input.data() + header.size());
   EXPECT_EQ(parser.BytesWanted(), 0u);
+  EXPECT_EQ(parser.BytesMissing(0), 0u);
   EXPECT_EQ(calls, input.size() / 4096 + 1);
   // 2048 calls, yet only the header bytes were ever examined.
   EXPECT_LE(parser.bytes_scanned(), 2 * header.size());
