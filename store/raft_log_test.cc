@@ -743,7 +743,9 @@ TEST(RaftLogTest, ConcurrentAppendSyncAndRead) {
         std::vector<LogEntry> batch;
         for (uint64_t i = next; i < next + n; ++i) batch.push_back(Entry(i, 1, i % 200));
         ASSERT_TRUE(log->Append(batch).ok());
-        if (next % 7 == 0) ASSERT_TRUE(log->SetHardState({1, 1, next}).ok());
+        if (next % 7 == 0) {
+          ASSERT_TRUE(log->SetHardState({1, 1, next}).ok());
+        }
         next += n;
       }
       done = true;
