@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -223,6 +224,7 @@ RaftLog::~RaftLog() {
     if (seg.fd >= 0) ::close(seg.fd);
   }
   if (dir_fd_ >= 0) ::close(dir_fd_);
+  if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
 Result<std::unique_ptr<RaftLog>> RaftLog::Open(const std::string& dir, RaftLogOptions opts) {
@@ -244,6 +246,16 @@ Status RaftLog::Recover() {
   FLIN_RETURN_IF_ERROR(MakeDirs(dir_));
   dir_fd_ = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir_fd_ < 0) return ErrnoStatus("raft log: open", dir_);
+  // Two writers on one log would interleave records: refuse the second.
+  const std::string lock_path = dir_ + "/LOCK";
+  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0) return ErrnoStatus("raft log: open", lock_path);
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) < 0) {
+    if (errno == EWOULDBLOCK) {
+      return Status::Busy("raft log: " + dir_ + " is already open (" + lock_path + " is locked)");
+    }
+    return ErrnoStatus("raft log: flock", lock_path);
+  }
 
   std::vector<uint64_t> seqs;
   {
@@ -430,8 +442,8 @@ Status RaftLog::Recover() {
     // a completed Sync(). Cut it off so that new records are never followed
     // by stale bytes, and preallocate again.
     if (!bad.empty()) {
-      LOG_WARN << "raft log: cutting torn tail of " << At(path, off) << " (" << bad << "; "
-               << (reader.size() - off) << " bytes dropped)";
+      LOG_WARN << "raft log: cutting the torn tail of " << At(path, off) << " (" << bad
+               << "): records there were never acknowledged as synced";
     }
     if (off == 0) {
       // Not even a header made it: the file was being created.

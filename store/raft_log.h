@@ -111,7 +111,9 @@ class RaftLog {
  public:
   // Opens or creates `dir` and recovers its state (see the format above).
   // Errors: IOError (file system), Corruption (damage outside the torn tail
-  // of the last segment; the message names the file and offset).
+  // of the last segment; the message names the file and offset), Busy (the
+  // directory is open in another RaftLog, in this process or another: a
+  // `LOCK` file in it is held with flock).
   static Result<std::unique_ptr<RaftLog>> Open(const std::string& dir, RaftLogOptions opts = {});
 
   // Closes the files. Buffered records that no Sync() covered are dropped,
@@ -222,6 +224,7 @@ class RaftLog {
   const std::string dir_;
   const RaftLogOptions opts_;
   int dir_fd_ = -1;
+  int lock_fd_ = -1;  // flock'ed LOCK file: one RaftLog per directory
 
   // Serializes Sync, CompactTo and ResetTo; held during file I/O. Lock order:
   // sync_mu_ before mu_.

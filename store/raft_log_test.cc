@@ -724,6 +724,14 @@ TEST(RaftLogTest, IgnoresUnrelatedFiles) {
   EXPECT_EQ(log->LastIndex(), 3u);
 }
 
+TEST(RaftLogTest, SecondOpenOfTheSameDirectoryIsBusy) {
+  TempDir tmp;
+  auto log = MustOpen(tmp.log());
+  EXPECT_EQ(RaftLog::Open(tmp.log()).status().code(), Status::Code::kBusy);
+  log.reset();
+  EXPECT_TRUE(RaftLog::Open(tmp.log()).ok());
+}
+
 // One thread appends while another loops Sync and a third reads. Every index
 // a Sync reported durable must be there, intact, after a reopen.
 TEST(RaftLogTest, ConcurrentAppendSyncAndRead) {
