@@ -182,7 +182,7 @@ asio::awaitable<void> Session::Run() {
   try {
     bool close = false;
     while (!close && !shutdown_) {
-      EnsureReadSpace(parser_.BytesWanted());
+      EnsureReadSpace(parser_.BytesMissing(in_len_));
       size_t n = co_await socket_.async_read_some(
           asio::buffer(in_.get() + in_len_, in_cap_ - in_len_), asio::use_awaitable);
       in_len_ += n;

@@ -1,0 +1,195 @@
+// Durability and atomicity with real processes: kill -9 while clients write
+// MSET batches, restart, and check every acknowledged batch is whole and no
+// batch is half present; restarts keep data and TTLs; the data-dir lock and
+// protected mode refuse what they must.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "base/clock.h"
+#include "tests/integration/harness.h"
+
+namespace flin::test {
+namespace {
+
+using client::Reply;
+
+TEST(DurabilityTest, KillNineDuringBatchesLosesNoAckedBatchAndSplitsNone) {
+  TempDir dir;
+  Flind::Options o;
+  o.data_dir = dir.path() + "/data";
+  o.tcp = false;
+  Flind flind(o);
+  std::string why;
+  ASSERT_TRUE(flind.Start(&why)) << why;
+
+  constexpr int kThreads = 6, kKeysPerBatch = 40;
+  std::mutex mu;
+  std::set<std::pair<int, int>> acked;  // (thread, batch)
+  std::atomic<int> attempted_max[kThreads];
+  std::atomic<bool> stop{false};
+  std::atomic<int> total_acked{0};
+  std::vector<std::thread> writers;
+  for (int t = 0; t < kThreads; ++t) {
+    attempted_max[t] = -1;
+    writers.emplace_back([&, t] {
+      auto c = flind.Connect();
+      if (!c) return;
+      for (int b = 0; !stop; ++b) {
+        attempted_max[t] = b;
+        std::map<std::string, std::string> kv;
+        for (int k = 0; k < kKeysPerBatch; ++k) {
+          kv["t" + std::to_string(t) + ":b" + std::to_string(b) + ":k" + std::to_string(k)] =
+              std::to_string(b);
+        }
+        if (!c->BatchSet(kv).ok()) return;  // the server died mid-request
+        std::lock_guard<std::mutex> l(mu);
+        acked.insert({t, b});
+        ++total_acked;
+      }
+    });
+  }
+  // Kill once a good number of batches are acknowledged (not after a fixed time).
+  ASSERT_TRUE(WaitFor([&] { return total_acked >= 600; }, std::chrono::seconds(60)));
+  flind.Kill9();
+  stop = true;
+  for (auto& w : writers) w.join();
+
+  ASSERT_TRUE(flind.Start(&why)) << why;
+  auto c = flind.Connect();
+  ASSERT_TRUE(c);
+  int whole = 0;
+  for (int t = 0; t < kThreads; ++t) {
+    for (int b = 0; b <= attempted_max[t]; ++b) {
+      std::vector<std::string> keys;
+      for (int k = 0; k < kKeysPerBatch; ++k) {
+        keys.push_back("t" + std::to_string(t) + ":b" + std::to_string(b) + ":k" +
+                       std::to_string(k));
+      }
+      auto got = c->BatchGet(keys);
+      ASSERT_TRUE(got.ok());
+      int present = 0;
+      for (const auto& v : *got) present += v.has_value();
+      ASSERT_TRUE(present == 0 || present == kKeysPerBatch)
+          << "batch t" << t << " b" << b << " is half applied: " << present << "/" << kKeysPerBatch;
+      if (acked.count({t, b})) {
+        ASSERT_EQ(present, kKeysPerBatch) << "acknowledged batch t" << t << " b" << b << " lost";
+      }
+      whole += present == kKeysPerBatch;
+    }
+  }
+  EXPECT_GE(whole, static_cast<int>(acked.size()));
+  EXPECT_NE(flind.log().find("recovered:"), std::string::npos);
+}
+
+TEST(DurabilityTest, RestartKeepsDataAndTtls) {
+  TempDir dir;
+  Flind::Options o;
+  o.data_dir = dir.path() + "/data";
+  Flind flind(o);
+  std::string why;
+  ASSERT_TRUE(flind.Start(&why)) << why;
+  {
+    auto c = flind.Connect();
+    Cmd(*c, {"MSET", "a", "1", "b", std::string("\0bin\r\n", 6)});
+    Cmd(*c, {"SET", "ttl", "v", "EX", "1000"});
+    Cmd(*c, {"SET", "short", "v", "PX", "400"});
+  }
+  EXPECT_EQ(flind.Terminate(), 0);
+  EXPECT_NE(flind.log().find("stopped cleanly"), std::string::npos);
+  ASSERT_TRUE(flind.Start(&why)) << why;
+  auto c = flind.Connect();
+  EXPECT_EQ(Cmd(*c, {"GET", "a"}).str, "1");
+  EXPECT_EQ(Cmd(*c, {"GET", "b"}).str, std::string("\0bin\r\n", 6));
+  int64_t ttl = Cmd(*c, {"TTL", "ttl"}).integer;
+  EXPECT_GE(ttl, 995);
+  EXPECT_LE(ttl, 1000);
+  // The short TTL is an absolute deadline: it runs out across the restart too.
+  EXPECT_TRUE(WaitFor([&] { return Cmd(*c, {"EXISTS", "short"}).integer == 0; }));
+  // kill -9 right after acknowledged writes: they survive via the log even
+  // though state.db had not committed them.
+  Cmd(*c, {"MSET", "after1", "x", "after2", "y"});
+  flind.Kill9();
+  ASSERT_TRUE(flind.Start(&why)) << why;
+  auto c2 = flind.Connect();
+  Reply r = Cmd(*c2, {"MGET", "after1", "after2", "a"});
+  ASSERT_EQ(r.elements.size(), 3u);
+  EXPECT_EQ(r.elements[0].str, "x");
+  EXPECT_EQ(r.elements[1].str, "y");
+  EXPECT_EQ(r.elements[2].str, "1");
+}
+
+TEST(DurabilityTest, LogIsCompactedUnderSteadyWrites) {
+  Flind::Options o;
+  o.tcp = false;
+  o.extra_args = {"--log-compact-mb", "1", "--apply-commit-ms", "5"};
+  Flind flind(o);
+  std::string why;
+  ASSERT_TRUE(flind.Start(&why)) << why;
+  auto c = flind.Connect();
+  std::string value(2000, 'v');
+  for (int i = 0; i < 60; ++i) {
+    std::vector<std::vector<std::string>> p;
+    for (int j = 0; j < 50; ++j) p.push_back({"SET", "k" + std::to_string(j), value});
+    ASSERT_TRUE(c->Pipeline(p).ok());
+  }
+  auto info = [&] { return Cmd(*c, {"INFO", "persistence"}).str; };
+  EXPECT_TRUE(WaitFor([&] { return info().find("log_compactions:0\r") == std::string::npos; }))
+      << info();
+  Cmd(*c, {"SET", "last", "1"});
+  flind.Kill9();
+  ASSERT_TRUE(flind.Start(&why)) << why;
+  auto c2 = flind.Connect();
+  EXPECT_EQ(Cmd(*c2, {"GET", "last"}).str, "1");
+  EXPECT_EQ(Cmd(*c2, {"GET", "k49"}).str, value);
+}
+
+TEST(DurabilityTest, SecondDaemonOnSameDataDirIsRefused) {
+  Flind first;
+  std::string why;
+  ASSERT_TRUE(first.Start(&why)) << why;
+  ProcResult r = RunProcess({FlindPath(), "--data-dir", first.data_dir(), "--listen", "none",
+                             "--socket", first.data_dir() + "/other.sock"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("is in use by another flind (pid " + std::to_string(first.pid())),
+            std::string::npos)
+      << r.err;
+  auto c = first.Connect();
+  EXPECT_EQ(Cmd(*c, {"PING"}).str, "PONG");
+}
+
+TEST(DurabilityTest, ProtectedModeAndAuth) {
+  TempDir dir;
+  ProcResult r = RunProcess({FlindPath(), "--data-dir", dir.path(), "--listen", "0.0.0.0:0"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("not a loopback address and no password is set"), std::string::npos)
+      << r.err;
+  r = RunProcess({FlindPath(), "--data-dir", dir.path(), "--bogus-flag"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("bogus-flag"), std::string::npos) << r.err;
+
+  Flind::Options o;
+  o.extra_args = {"--requirepass", "s3cret"};
+  Flind flind(o);
+  std::string why;
+  ASSERT_TRUE(flind.Start(&why)) << why;
+  auto c = flind.Connect(true);
+  EXPECT_EQ(Cmd(*c, {"PING"}).str, "PONG");
+  EXPECT_EQ(Cmd(*c, {"GET", "a"}).str, "NOAUTH Authentication required.");
+  EXPECT_EQ(Cmd(*c, {"AUTH", "wrong"}).str.rfind("WRONGPASS", 0), 0u);
+  EXPECT_EQ(Cmd(*c, {"AUTH", "s3cret"}).str, "OK");
+  EXPECT_EQ(Cmd(*c, {"SET", "a", "1"}).str, "OK");
+  client::ConnectOptions co;
+  co.password = "s3cret";
+  auto c2 = flind.Connect(true, co);
+  EXPECT_EQ(Cmd(*c2, {"GET", "a"}).str, "1");
+  auto c3 = flind.Connect(true);
+  EXPECT_EQ(Cmd(*c3, {"HELLO", "2", "AUTH", "default", "s3cret"}).type, Reply::Type::kArray);
+  EXPECT_EQ(Cmd(*c3, {"GET", "a"}).str, "1");
+}
+
+}  // namespace
+}  // namespace flin::test
