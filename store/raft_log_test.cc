@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -722,6 +724,59 @@ TEST(RaftLogTest, IgnoresUnrelatedFiles) {
   WriteFile(tmp.log() + "/123.log", "not a segment");
   auto log = MustOpen(tmp.log());
   EXPECT_EQ(log->LastIndex(), 3u);
+}
+
+// A real crash: a child process appends and syncs in a loop, telling the
+// parent each index Sync() reported durable; the parent kill -9s it at a
+// seeded moment. Every reported index must be there after a reopen, and the
+// next child continues the same log.
+TEST(RaftLogTest, KillNineNeverLosesASyncedEntry) {
+  TempDir tmp;
+  const auto opts = Small(32 << 10);
+  std::mt19937_64 rng(23);
+  uint64_t max_reported = 0;
+  for (int round = 0; round < 4; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    const uint64_t kill_after = 20 + rng() % 200;  // reports before the kill
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::close(fds[0]);
+      auto r = RaftLog::Open(tmp.log(), opts);
+      if (!r.ok()) ::_exit(2);
+      auto& log = *r;
+      std::mt19937_64 crng(static_cast<uint64_t>(round));
+      for (;;) {
+        const uint64_t from = log->LastIndex() + 1;
+        const uint64_t n = 1 + crng() % 10;
+        std::vector<LogEntry> batch;
+        for (uint64_t i = from; i < from + n; ++i) batch.push_back(Entry(i, 1, i % 150));
+        uint64_t synced = 0;
+        if (!log->Append(batch).ok() || !log->Sync(&synced).ok()) ::_exit(3);
+        if (::write(fds[1], &synced, sizeof synced) != sizeof synced) ::_exit(4);
+      }
+    }
+    ::close(fds[1]);
+    uint64_t reports = 0, v = 0;
+    while (::read(fds[0], &v, sizeof v) == sizeof v) {
+      ASSERT_GE(v, max_reported);
+      max_reported = v;
+      if (++reports == kill_after) ::kill(pid, SIGKILL);
+    }
+    ::close(fds[0]);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "child exited with " << WEXITSTATUS(status);
+    auto log = MustOpen(tmp.log(), opts);
+    ASSERT_TRUE(log);
+    ASSERT_GE(log->LastIndex(), max_reported);
+    std::vector<LogEntry> want;
+    for (uint64_t i = 1; i <= log->LastIndex(); ++i) want.push_back(Entry(i, 1, i % 150));
+    ExpectEntries(*log, want);
+  }
+  EXPECT_GT(max_reported, 80u);
 }
 
 TEST(RaftLogTest, SecondOpenOfTheSameDirectoryIsBusy) {
