@@ -694,8 +694,9 @@ Status RaftLog::FlushPending(uint64_t* synced_index) {
     s = WriteChunk(c);
     if (!s.ok()) break;
   }
-  if (s.ok() && !chunks.back().seal)
+  if (s.ok() && !chunks.back().seal) {  // a sealed chunk was synced already
     s = SyncFd(file_fd_, SegmentPath(file_seq_), true, opts_.unsafe_no_sync);
+  }
 
   std::lock_guard<std::mutex> lock(mu_);
   if (!s.ok()) {
