@@ -1353,12 +1353,11 @@ int RunImport(const ImportOptions& opts, const Connector& connect) {
   auto summary = [&](const char* verb, uint64_t rows, const std::string& extra) {
     if (opts.quiet) return;
     double secs = imp.elapsed();
-    std::string s = std::string(verb) + " " + WithCommas(rows) + " rows";
+    std::string s = std::string(verb) + " " + WithCommas(rows) + " rows" + extra;
     char buf[64];
     std::snprintf(buf, sizeof buf, " in %.2f s (%s rows/s)", secs,
                   WithCommas(static_cast<uint64_t>(secs > 0 ? rows / secs : 0)).c_str());
     s += buf;
-    s += extra;
     if (imp.rejected() > 0) {
       s += "; " + WithCommas(imp.rejected()) + " rejected (see " + opts.reject_file + ")";
     }
@@ -1369,7 +1368,7 @@ int RunImport(const ImportOptions& opts, const Connector& connect) {
 
   if (opts.dry_run) {
     if (!input_error.empty()) return kExitUsage;
-    summary("dry run: validated", imp.rows_ok(), "; nothing was written");
+    summary("dry run: validated", imp.rows_ok(), ", nothing written");
     return kExitOk;
   }
   if (opts.atomic) {
@@ -1389,7 +1388,7 @@ int RunImport(const ImportOptions& opts, const Connector& connect) {
       return ExitForStatus(keys.status());
     }
     summary("imported", imp.rows_ok(),
-            " atomically, " + WithCommas(static_cast<uint64_t>(keys.value())) + " keys");
+            " atomically (" + WithCommas(static_cast<uint64_t>(keys.value())) + " keys)");
     return kExitOk;
   }
   if (input_error.empty() && !imp.failed()) {
@@ -1633,22 +1632,22 @@ void AddImportExportCommands(CLI::App& app, Connector connect, int* exit_code) {
   });
 
   auto eo = std::make_shared<ExportOptions>();
-  CLI::App* exp = app.add_subcommand(
+  CLI::App* ex = app.add_subcommand(
       "export", "Stream a consistent snapshot of the keys (or those under a prefix) to a file");
-  exp->footer(
+  ex->footer(
       "Rows are {\"key\", \"value\", \"expire_at\" (Unix ms, only for keys with a TTL)}; "
       "keys and values that are not valid UTF-8 are written as {\"base64\": \"...\"} in "
       "JSON/JSONL and as raw bytes (quoted) in CSV. `flin import` reads every format back.");
-  exp->add_option("--prefix", eo->prefix, "Only keys starting with this prefix");
-  exp->add_option("--format", eo->format,
-                  "json, jsonl, csv or tsv (default: from -o's extension, else jsonl)");
-  exp->add_option("-o,--output", eo->output, "Write to this file instead of stdout");
-  exp->add_option("--count", eo->count, "Rows fetched per EXPORT.NEXT round trip")
+  ex->add_option("--prefix", eo->prefix, "Only keys starting with this prefix");
+  ex->add_option("--format", eo->format,
+                 "json, jsonl, csv or tsv (default: from -o's extension, else jsonl)");
+  ex->add_option("-o,--output", eo->output, "Write to this file instead of stdout");
+  ex->add_option("--count", eo->count, "Rows fetched per EXPORT.NEXT round trip")
       ->default_val(1000);
-  exp->add_flag("-q,--quiet", eo->quiet, "No summary on stderr");
-  exp->callback([eo, connect, exit_code, exp] {
+  ex->add_flag("-q,--quiet", eo->quiet, "No summary on stderr");
+  ex->callback([eo, connect, exit_code, ex] {
     ExportOptions opts = *eo;
-    opts.quiet = opts.quiet || ParentQuiet(exp);
+    opts.quiet = opts.quiet || ParentQuiet(ex);
     if (opts.count == 0) opts.count = 1;
     *exit_code = RunExport(opts, connect);
   });
