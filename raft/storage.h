@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <vector>
 
 #include "base/status.h"
@@ -80,7 +81,7 @@ class MemoryStorage : public Storage {
  private:
   // entries_[0] is a dummy holding the index/term of the log's start
   // (snapshot index/term), so Term(FirstIndex() - 1) works.
-  std::vector<Entry> entries_;
+  std::deque<Entry> entries_;
   HardState hard_state_;
   ConfState conf_;
   SnapshotMeta snapshot_;
