@@ -183,13 +183,23 @@ void Node::ApplyLoop() {
     // Large transactions amortise SQLite's commit cost; the log already
     // holds everything applied but not yet committed.
     bool due = Clock::now() - last_commit >= commit_every;
-    std::lock_guard<std::mutex> lock(store_mu_);
-    if (store_->uncommitted_entries() > 0 &&
-        (due || exit || store_->uncommitted_entries() >= options_.apply_commit_entries)) {
-      Status s = store_->Commit();
-      FLIN_CHECK(s.ok()) << "state.db commit failed: " << s.ToString();
-      last_commit = Clock::now();
-      if (!exit) MaybeCompact();
+    bool committed = false;
+    {
+      std::lock_guard<std::mutex> lock(store_mu_);
+      if (store_->uncommitted_entries() > 0 &&
+          (due || exit || store_->uncommitted_entries() >= options_.apply_commit_entries)) {
+        Status s = store_->Commit();
+        FLIN_CHECK(s.ok()) << "state.db commit failed: " << s.ToString();
+        last_commit = Clock::now();
+        committed = true;
+        if (!exit) MaybeCompact();
+      }
+    }
+    // Outside the store mutex: readers keep going while WAL frames are
+    // copied into state.db.
+    if (committed && !exit) {
+      Status s = store_->BackgroundCheckpoint();
+      if (!s.ok()) LOG_WARN << s.ToString();
     }
     if (exit) break;
   }

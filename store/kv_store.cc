@@ -71,6 +71,7 @@ KvStore::~KvStore() {
                           set_applied_, begin_, commit_}) {
     sqlite3_finalize(s);
   }
+  sqlite3_close(checkpoint_db_);
   sqlite3_close(db_);
 }
 
@@ -122,6 +123,9 @@ Status KvStore::Init(const KvStoreOptions& opts) {
   FLIN_RETURN_IF_ERROR(Exec("PRAGMA journal_mode=WAL"));
   FLIN_RETURN_IF_ERROR(Exec("PRAGMA synchronous=NORMAL"));
   FLIN_RETURN_IF_ERROR(Exec("PRAGMA temp_store=MEMORY"));
+  // Checkpoints run from BackgroundCheckpoint's own connection instead of
+  // inside a commit on this one (which would stall readers).
+  FLIN_RETURN_IF_ERROR(Exec("PRAGMA wal_autocheckpoint=0"));
   std::string cache = "PRAGMA cache_size=-" + std::to_string(opts.cache_bytes / 1024);
   FLIN_RETURN_IF_ERROR(Exec(cache.c_str()));
   FLIN_RETURN_IF_ERROR(Exec(kSchema));
@@ -202,6 +206,24 @@ Status KvStore::Checkpoint() {
                                      &done_frames);
   if (rc == SQLITE_BUSY) return Status::Busy(path_ + ": checkpoint blocked by a reader");
   if (rc != SQLITE_OK) return SqlError("checkpoint");
+  return Status::Ok();
+}
+
+Status KvStore::BackgroundCheckpoint() {
+  if (!checkpoint_db_) {
+    int rc = sqlite3_open_v2(path_.c_str(), &checkpoint_db_,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) {
+      sqlite3_close(checkpoint_db_);
+      checkpoint_db_ = nullptr;
+      return Status::IOError(path_ + ": cannot open checkpoint connection");
+    }
+  }
+  int rc = sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                     nullptr);
+  if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+    return Status::IOError(path_ + ": checkpoint: " + sqlite3_errmsg(checkpoint_db_));
+  }
   return Status::Ok();
 }
 

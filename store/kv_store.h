@@ -65,6 +65,12 @@ class KvStore {
   // log is compacted below it).
   Status Checkpoint();
 
+  // Copies committed WAL frames into state.db through a second connection,
+  // so neither the applying connection nor readers stall on a checkpoint
+  // (automatic checkpoints are off on the main connection). Safe to call
+  // without the store mutex, from one thread at a time.
+  Status BackgroundCheckpoint();
+
   // Reads as of wall-clock now_ms (keys with expires_at <= now_ms are absent).
   // expires_at: 0 = no expiry.
   struct Item {
@@ -126,6 +132,7 @@ class KvStore {
 
   std::string path_;
   sqlite3* db_;
+  sqlite3* checkpoint_db_ = nullptr;  // used only by BackgroundCheckpoint
   bool in_txn_ = false;
   uint64_t applied_index_ = 0;
   uint64_t committed_index_ = 0;
