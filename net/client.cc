@@ -40,9 +40,12 @@ int PollTimeout(int64_t deadline_ms) {
 }
 
 // poll() one fd, retrying on EINTR until the deadline. Returns revents (0 on
-// timeout) or -errno.
+// timeout) or -errno. Callers poll only after the syscall they wait for
+// said EAGAIN, so a passed deadline is a timeout even if poll() would
+// report some (spurious or irrelevant) readiness: no loop can outlive it.
 int PollFd(int fd, short events, int64_t deadline_ms) {
   for (;;) {
+    if (deadline_ms >= 0 && MonoMillis() >= deadline_ms) return 0;
     pollfd p{fd, events, 0};
     int rc = ::poll(&p, 1, PollTimeout(deadline_ms));
     if (rc > 0) return p.revents;
@@ -326,6 +329,7 @@ Status Connection::ReadSome(int64_t deadline_ms, bool* eof, bool wait) {
 Status Connection::WriteRequest(std::string_view request) {
   const int64_t deadline = DeadlineAfter(opts_.write_timeout);
   size_t off = 0;
+  bool peer_eof = false;  // then only POLLOUT matters (an EOF stays readable)
   while (off < request.size()) {
     ssize_t n = ::send(fd_, request.data() + off, request.size() - off, MSG_NOSIGNAL);
     if (n > 0) {
@@ -341,7 +345,7 @@ Status Connection::WriteRequest(std::string_view request) {
     }
     // The socket buffer is full. Drain replies meanwhile: the server may
     // have stopped reading until we read what it already answered.
-    int ev = PollFd(fd_, POLLOUT | POLLIN, deadline);
+    int ev = PollFd(fd_, peer_eof ? POLLOUT : (POLLOUT | POLLIN), deadline);
     if (ev < 0) {
       return Status::Unavailable("connection to " + addr_.ToString() +
                                  " lost: poll: " + std::strerror(-ev));
@@ -351,13 +355,11 @@ Status Connection::WriteRequest(std::string_view request) {
                              Ms(opts_.write_timeout) + " (" + std::to_string(off) + " of " +
                              std::to_string(request.size()) + " bytes sent)");
     }
-    if (ev & POLLIN) {
-      bool eof = false;
-      FLIN_RETURN_IF_ERROR(ReadSome(-1, &eof, /*wait=*/false));
+    if ((ev & POLLIN) && !peer_eof) {
       // On EOF keep going: send() then reports the real error (EPIPE), and
       // what the server said before closing stays in parser_ for the
       // error message.
-      (void)eof;
+      FLIN_RETURN_IF_ERROR(ReadSome(-1, &peer_eof, /*wait=*/false));
     } else if (ev & (POLLERR | POLLHUP)) {
       // Let send() report the precise error on the next iteration.
       continue;
@@ -406,11 +408,16 @@ Status Connection::RoundTrip(std::string_view request, size_t count, std::vector
     bool eof = false;
     if (Status s = ReadSome(deadline, &eof); !s.ok()) return Broken(std::move(s));
     if (eof) {
-      return Broken(Status::Unavailable("connection to " + addr_.ToString() +
-                                        " closed by the server" +
-                                        (count > 1 ? " after " + std::to_string(out->size()) +
-                                                         " of " + std::to_string(count) + " replies"
-                                                   : std::string())));
+      std::string msg = "connection to " + addr_.ToString() + " closed by the server";
+      if (count > 1) {
+        msg +=
+            " after " + std::to_string(out->size()) + " of " + std::to_string(count) + " replies";
+        // A server that hits a protocol error or a limit says so, then closes.
+        if (!out->empty() && out->back().is_error()) {
+          msg += " (last: " + out->back().str + ")";
+        }
+      }
+      return Broken(Status::Unavailable(std::move(msg)));
     }
   }
   return Status::Ok();

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -805,6 +806,34 @@ TEST(TimeoutTest, WriteTimesOutWhenPeerDoesNotRead) {
   EXPECT_FALSE(c->healthy());
 }
 
+int64_t CpuMillis() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
+         (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+}
+
+TEST(TimeoutTest, HalfClosedPeerThatDoesNotReadDoesNotSpin) {
+  // The peer sends EOF but never reads: the write must wait for buffer
+  // space without busy-looping on the (always readable) EOF.
+  Listener listener;
+  ConnectOptions opts;
+  opts.write_timeout = 2000ms;
+  auto c = MustConnect(listener.address(), opts);
+  ASSERT_TRUE(c);
+  int peer = ::accept(listener.fd(), nullptr, nullptr);
+  ASSERT_GE(peer, 0);
+  ASSERT_EQ(::shutdown(peer, SHUT_WR), 0);
+  std::string huge(16 << 20, 'x');  // more than the unread socket holds
+  const int64_t cpu_start = CpuMillis();
+  Status s = c->Set("k", huge);
+  const int64_t cpu = CpuMillis() - cpu_start;
+  EXPECT_EQ(s.code(), Code::kTimeout) << s.ToString();
+  // A busy loop burns most of the 2 s even on a loaded machine.
+  EXPECT_LT(cpu, 250) << "CPU ms spent during a 2000 ms write timeout";
+  ::close(peer);
+}
+
 TEST(ProtocolFailureTest, GarbageReplyIsAProtocolError) {
   ScriptedServer server("%7\r\nnot resp2\r\n", 1, /*hold=*/true);
   auto c = MustConnect(server.address());
@@ -851,6 +880,20 @@ TEST(ProtocolFailureTest, PipelineCutShortSaysHowFar) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Code::kUnavailable);
   EXPECT_NE(r.status().message().find("after 2 of 3 replies"), std::string::npos)
+      << r.status().message();
+  EXPECT_EQ(r.status().message().find("last:"), std::string::npos) << r.status().message();
+}
+
+TEST(ProtocolFailureTest, PipelineCutShortByAnErrorQuotesIt) {
+  ScriptedServer server("+OK\r\n-ERR Protocol error: invalid bulk length\r\n", 1);
+  auto c = MustConnect(server.address());
+  ASSERT_TRUE(c);
+  auto r = c->Pipeline({{"PING"}, {"PING"}, {"PING"}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kUnavailable);
+  EXPECT_NE(r.status().message().find(
+                "after 2 of 3 replies (last: ERR Protocol error: invalid bulk length)"),
+            std::string::npos)
       << r.status().message();
 }
 
