@@ -892,7 +892,8 @@ namespace {
 // keeps memory flat (and under the server's --max-batch-bytes) when values
 // are large.
 constexpr size_t kDefaultBatchSize = 1000;
-constexpr size_t kDefaultPipeline = 8;
+constexpr size_t kDefaultPipeline = 2;
+constexpr size_t kDefaultConnections = 4;
 constexpr size_t kMaxBatchBytes = 1 << 20;
 // Distinct expiries kept open at once; rows with other expiries ship the
 // oldest open batch first.
@@ -906,6 +907,7 @@ struct ImportOptions {
   double ttl_seconds = 0;
   size_t batch_size = kDefaultBatchSize;
   size_t pipeline = kDefaultPipeline;
+  size_t connections = kDefaultConnections;
   bool atomic = false;
   bool dry_run = false;
   bool quiet = false;
@@ -942,23 +944,44 @@ std::string WithCommas(uint64_t n) {
   return s;
 }
 
-// The reader side (this thread) turns rows into batches; a writer thread
-// keeps up to `pipeline` batches in flight on the connection, in order.
+// One connection and the thread that writes batches on it, in order, up to
+// `pipeline` batches per round trip.
+struct Writer {
+  std::unique_ptr<client::Connection> conn;
+  std::thread thread;
+  std::deque<Batch> queue;     // GUARDED_BY(Importer::mu_)
+  std::condition_variable cv;  // queue got a batch, or closed
+};
+
+// The reader side (this thread) turns rows into batches. Rows are sharded
+// over the writers by key hash, so every key's rows go through one
+// connection in input order (the last duplicate wins) while the writers'
+// batches meet in the server's group commit. Each writer keeps up to
+// `pipeline` batches in flight.
 class Importer : public RowSink {
  public:
-  Importer(const ImportOptions& opts, client::Connection* conn, std::FILE* reject, bool progress)
-      : opts_(opts), conn_(conn), reject_(reject), progress_(progress) {
+  Importer(const ImportOptions& opts, std::vector<std::unique_ptr<client::Connection>> conns,
+           std::FILE* reject, bool progress)
+      : opts_(opts), reject_(reject), progress_(progress) {
+    for (auto& c : conns) {
+      auto w = std::make_unique<Writer>();
+      w->conn = std::move(c);
+      writers_.push_back(std::move(w));
+    }
     if (opts_.ttl_seconds > 0) default_ttl_ms_ = TtlSecondsToMs(opts_.ttl_seconds).value_or(0);
     start_ = std::chrono::steady_clock::now();
   }
   ~Importer() override {
-    if (writer_.joinable()) Finish(false);
+    if (!finished_) Finish(false);
   }
+
+  bool dry_run() const { return writers_.empty(); }
+  client::Connection& first_conn() { return *writers_[0]->conn; }
 
   // --atomic: opens the staging area. Errors: the connection's or server's.
   Status BeginAtomic() {
     const std::vector<std::string_view> args = {"IMPORT.BEGIN"};
-    auto r = conn_->Command(args);
+    auto r = first_conn().Command(args);
     if (!r.ok()) return r.status();
     if (r->is_error()) return Status::Server(r->str);
     if (r->type != client::Reply::Type::kBulk && r->type != client::Reply::Type::kStatus) {
@@ -967,23 +990,29 @@ class Importer : public RowSink {
     staging_id_ = r->str;
     return Status::Ok();
   }
-  // Commits (or, when !ok, aborts) the staging area; returns the number of
-  // keys made visible.
+  // Makes the staged rows visible; returns the number of keys.
   Result<int64_t> CommitAtomic() {
     const std::vector<std::string_view> args = {"IMPORT.COMMIT", staging_id_};
-    auto r = conn_->Command(args);
+    auto r = first_conn().Command(args);
     if (!r.ok()) return r.status();
     if (r->is_error()) return Status::Server(r->str);
     return r->integer;
   }
   void AbortAtomic() {
-    if (staging_id_.empty() || !conn_->healthy()) return;
-    const std::vector<std::string_view> args = {"IMPORT.ABORT", staging_id_};
-    (void)conn_->Command(args);  // best effort: the server drops it after an hour anyway
+    if (staging_id_.empty()) return;
+    for (auto& w : writers_) {
+      if (!w->conn->healthy()) continue;
+      const std::vector<std::string_view> args = {"IMPORT.ABORT", staging_id_};
+      (void)w->conn->Command(args);  // best effort: the server drops it after an hour anyway
+      return;
+    }
   }
 
   void Start() {
-    if (conn_ != nullptr) writer_ = std::thread([this] { WriterLoop(); });
+    for (auto& w : writers_) {
+      Writer* wp = w.get();
+      wp->thread = std::thread([this, wp] { WriterLoop(wp); });
+    }
   }
 
   void SetFile(const std::string& name, ByteReader* reader) {
@@ -1012,27 +1041,26 @@ class Importer : public RowSink {
       ms = row.ttl_ms > 0 ? row.ttl_ms : default_ttl_ms_;
     }
     ++rows_ok_;
-    if (conn_ == nullptr) return true;  // dry run
+    if (dry_run()) return true;
     std::string key = opts_.prefix.empty() ? std::move(row.key) : opts_.prefix + row.key;
+    const size_t shard = writers_.size() == 1 ? 0 : std::hash<std::string>()(key) % writers_.size();
     Batch* b;
     if (opts_.atomic) {
-      b = OpenBatch(Batch::Expiry::kStaged, 0);
+      b = OpenBatch(shard, Batch::Expiry::kStaged, 0);
       if (expiry == Batch::Expiry::kPx) ms += NowMs();
       b->bytes += key.size() + row.value.size() + 16;
       b->args.push_back(std::move(key));
       b->args.push_back(std::move(row.value));
       b->args.push_back(std::to_string(expiry == Batch::Expiry::kNone ? 0 : ms));
     } else {
-      b = OpenBatch(expiry, ms);
+      b = OpenBatch(shard, expiry, ms);
       b->bytes += key.size() + row.value.size() + 16;
       b->args.push_back(std::move(key));
       b->args.push_back(std::move(row.value));
     }
     ++b->rows;
     b->first_row = std::min(b->first_row, idx);
-    if (b->rows >= opts_.batch_size || b->bytes >= kMaxBatchBytes) {
-      Ship(b);
-    }
+    if (b->rows >= opts_.batch_size || b->bytes >= kMaxBatchBytes) Ship(b);
     return !failed_.load(std::memory_order_relaxed);
   }
 
@@ -1059,8 +1087,9 @@ class Importer : public RowSink {
   void NoteInputError() { bad_row_ = std::min(bad_row_, next_row_); }
 
   // Ships the open batches when flush (the input ended well), then waits for
-  // the writer to drain the queue.
+  // the writers to drain their queues.
   void Finish(bool flush) {
+    finished_ = true;
     if (flush && !failed_) {
       while (!open_.empty()) Ship(&open_.front());
     }
@@ -1068,8 +1097,10 @@ class Importer : public RowSink {
       std::lock_guard<std::mutex> lock(mu_);
       closed_ = true;
     }
-    cv_.notify_all();
-    if (writer_.joinable()) writer_.join();
+    for (auto& w : writers_) w->cv.notify_all();
+    for (auto& w : writers_) {
+      if (w->thread.joinable()) w->thread.join();
+    }
     if (progress_) MaybeProgress(true);
   }
 
@@ -1079,7 +1110,9 @@ class Importer : public RowSink {
   uint64_t ResumePoint() const {
     uint64_t r = std::min(bad_row_, failed_row_);
     for (const Batch& b : open_) r = std::min(r, b.first_row);
-    for (const Batch& b : queue_) r = std::min(r, b.first_row);
+    for (const auto& w : writers_) {
+      for (const Batch& b : w->queue) r = std::min(r, b.first_row);
+    }
     if (r == kNoRow) r = next_row_;
     return std::max(r, opts_.resume_from);
   }
@@ -1095,17 +1128,19 @@ class Importer : public RowSink {
   }
 
  private:
-  Batch* OpenBatch(Batch::Expiry expiry, int64_t ms) {
-    for (Batch& b : open_) {
-      if (b.expiry == expiry && b.ms == ms) return &b;
+  Batch* OpenBatch(size_t shard, Batch::Expiry expiry, int64_t ms) {
+    for (size_t i = 0; i < open_.size(); ++i) {
+      Batch& b = open_[i];
+      if (open_shard_[i] == shard && b.expiry == expiry && b.ms == ms) return &b;
     }
-    if (open_.size() >= kMaxOpenGroups) {
+    if (open_.size() >= kMaxOpenGroups * writers_.size()) {
       auto oldest = std::min_element(
           open_.begin(), open_.end(),
           [](const Batch& a, const Batch& b) { return a.first_row < b.first_row; });
       Ship(&*oldest);
     }
     Batch& b = open_.emplace_back();
+    open_shard_.push_back(shard);
     b.expiry = expiry;
     b.ms = ms;
     switch (expiry) {
@@ -1127,24 +1162,27 @@ class Importer : public RowSink {
     return &b;
   }
 
-  // Moves *b (an element of open_) to the writer's queue, waiting for room.
+  // Moves *b (an element of open_) to its writer's queue, waiting for room.
   void Ship(Batch* b) {
     if (b->expiry == Batch::Expiry::kPx || b->expiry == Batch::Expiry::kPxat) {
       b->args[1] = std::to_string(b->rows);
       b->args.emplace_back(b->expiry == Batch::Expiry::kPx ? "PX" : "PXAT");
       b->args.emplace_back(std::to_string(b->ms));
     }
+    const size_t i = static_cast<size_t>(b - open_.data());
+    Writer& w = *writers_[open_shard_[i]];
     Batch batch = std::move(*b);
-    open_.erase(open_.begin() + (b - open_.data()));
+    open_.erase(open_.begin() + i);
+    open_shard_.erase(open_shard_.begin() + i);
     std::unique_lock<std::mutex> lock(mu_);
-    space_cv_.wait(lock, [&] { return queue_.size() < 2 * opts_.pipeline || failed_.load(); });
+    space_cv_.wait(lock, [&] { return w.queue.size() < opts_.pipeline || failed_.load(); });
     // After a failure the batch stays queued (unsent): ResumePoint counts it.
-    queue_.push_back(std::move(batch));
+    w.queue.push_back(std::move(batch));
     lock.unlock();
-    cv_.notify_one();
+    w.cv.notify_one();
   }
 
-  void WriterLoop() {
+  void WriterLoop(Writer* w) {
     std::vector<Batch> group;
     std::vector<std::vector<std::string>> cmds;
     for (;;) {
@@ -1152,16 +1190,16 @@ class Importer : public RowSink {
       cmds.clear();
       {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return !queue_.empty() || closed_; });
-        if (queue_.empty()) return;
-        while (!queue_.empty() && group.size() < opts_.pipeline) {
-          group.push_back(std::move(queue_.front()));
-          queue_.pop_front();
+        w->cv.wait(lock, [&] { return !w->queue.empty() || closed_ || failed_.load(); });
+        if (w->queue.empty() || failed_.load()) return;
+        while (!w->queue.empty() && group.size() < opts_.pipeline) {
+          group.push_back(std::move(w->queue.front()));
+          w->queue.pop_front();
         }
       }
       space_cv_.notify_all();
       for (Batch& b : group) cmds.push_back(std::move(b.args));
-      auto replies = conn_->Pipeline(cmds);
+      auto replies = w->conn->Pipeline(cmds);
       cmds.clear();
       Status error;
       uint64_t failed_row = kNoRow;
@@ -1185,10 +1223,11 @@ class Importer : public RowSink {
       }
       if (!error.ok()) {
         std::lock_guard<std::mutex> lock(mu_);
-        write_status_ = error;
-        failed_row_ = failed_row;
+        if (!failed_.load()) write_status_ = error;
+        failed_row_ = std::min(failed_row_, failed_row);
         failed_ = true;
         space_cv_.notify_all();
+        for (auto& other : writers_) other->cv.notify_all();
         return;
       }
     }
@@ -1203,7 +1242,7 @@ class Importer : public RowSink {
       return;
     }
     double secs = std::chrono::duration<double>(now - start_).count();
-    uint64_t rows = opts_.atomic || conn_ == nullptr ? rows_ok_ : committed_rows_.load();
+    uint64_t rows = opts_.atomic || dry_run() ? rows_ok_ : committed_rows_.load();
     uint64_t bytes = bytes_done_ + (reader_ ? reader_->bytes_consumed() : 0);
     std::string line = "\r\033[K" + WithCommas(rows) + " rows";
     if (secs > 0.2) line += ", " + WithCommas(static_cast<uint64_t>(rows / secs)) + " rows/s";
@@ -1223,9 +1262,9 @@ class Importer : public RowSink {
   }
 
   const ImportOptions& opts_;
-  client::Connection* conn_;
   std::FILE* reject_;
   bool progress_;
+  bool finished_ = false;
   int64_t default_ttl_ms_ = 0;
   std::string staging_id_;
   std::string file_;
@@ -1241,18 +1280,17 @@ class Importer : public RowSink {
   uint64_t expired_ = 0;
   uint64_t bad_row_ = kNoRow;
   std::vector<Batch> open_;
+  std::vector<size_t> open_shard_;  // the writer of each open_ batch
 
-  // Shared with the writer.
+  // Shared with the writers.
+  std::vector<std::unique_ptr<Writer>> writers_;
   std::mutex mu_;
-  std::condition_variable cv_;        // queue_ got a batch, or closed_
-  std::condition_variable space_cv_;  // queue_ has room, or failed_
-  std::deque<Batch> queue_;           // GUARDED_BY(mu_)
+  std::condition_variable space_cv_;  // a queue has room, or failed_
   bool closed_ = false;               // GUARDED_BY(mu_)
   Status write_status_;               // GUARDED_BY(mu_)
   uint64_t failed_row_ = kNoRow;      // GUARDED_BY(mu_)
   std::atomic<bool> failed_{false};
   std::atomic<uint64_t> committed_rows_{0};
-  std::thread writer_;
 };
 
 int ExitForStatus(const Status& st) {
@@ -1273,6 +1311,9 @@ int RunImport(const ImportOptions& opts, const Connector& connect) {
   };
   if (opts.batch_size == 0) return usage("--batch-size must be at least 1");
   if (opts.pipeline == 0) return usage("--pipeline must be at least 1");
+  if (opts.connections == 0 || opts.connections > 64) {
+    return usage("--connections must be between 1 and 64");
+  }
   if (opts.ttl_seconds < 0 || (opts.ttl_seconds > 0 && !TtlSecondsToMs(opts.ttl_seconds))) {
     return usage("--ttl must be a positive number of seconds");
   }
@@ -1315,19 +1356,21 @@ int RunImport(const ImportOptions& opts, const Connector& connect) {
     }
   } reject_closer{reject};
 
-  std::unique_ptr<client::Connection> conn;
+  std::vector<std::unique_ptr<client::Connection>> conns;
   if (!opts.dry_run) {
-    auto c = connect();
-    if (!c.ok()) {
-      std::fprintf(stderr, "flin import: cannot connect: %s\n", c.status().message().c_str());
-      return kExitConnect;
+    for (size_t i = 0; i < opts.connections; ++i) {
+      auto c = connect();
+      if (!c.ok()) {
+        std::fprintf(stderr, "flin import: cannot connect: %s\n", c.status().message().c_str());
+        return kExitConnect;
+      }
+      conns.push_back(std::move(c.value()));
     }
-    conn = std::move(c.value());
   }
   const bool progress = !opts.quiet && ::isatty(STDERR_FILENO);
-  Importer imp(opts, conn.get(), reject, progress);
+  Importer imp(opts, std::move(conns), reject, progress);
   imp.set_total_bytes(total);
-  if (opts.atomic && conn) {
+  if (opts.atomic && !opts.dry_run) {
     Status st = imp.BeginAtomic();
     if (!st.ok()) {
       std::fprintf(stderr, "flin import: IMPORT.BEGIN failed: %s\n", st.message().c_str());
@@ -1617,6 +1660,10 @@ void AddImportExportCommands(CLI::App& app, Connector connect, int* exit_code) {
       ->default_val(kDefaultBatchSize);
   imp->add_option("--pipeline", io->pipeline, "Write batches kept in flight at once")
       ->default_val(kDefaultPipeline);
+  imp->add_option("--connections", io->connections,
+                  "Connections writing in parallel (rows are spread by key, so each key's rows "
+                  "keep their order)")
+      ->default_val(kDefaultConnections);
   imp->add_flag("--atomic", io->atomic,
                 "All or nothing: stage every row on the server, make them visible at once");
   imp->add_flag("--dry-run", io->dry_run, "Validate and count rows; write nothing");
