@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <fstream>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -189,6 +190,34 @@ TEST(DurabilityTest, ProtectedModeAndAuth) {
   auto c3 = flind.Connect(true);
   EXPECT_EQ(Cmd(*c3, {"HELLO", "2", "AUTH", "default", "s3cret"}).type, Reply::Type::kArray);
   EXPECT_EQ(Cmd(*c3, {"GET", "a"}).str, "1");
+}
+
+TEST(DurabilityTest, ConfigFileUsesTheFlagNames) {
+  TempDir dir;
+  std::string conf = dir.path() + "/flind.toml";
+  {
+    std::ofstream f(conf);
+    f << "# flind configuration\nrequirepass = \"fromfile\"\nmax-clients = 7\n";
+  }
+  Flind::Options o;
+  o.extra_args = {"--config", conf};
+  Flind flind(o);
+  std::string why;
+  ASSERT_TRUE(flind.Start(&why)) << why;
+  client::ConnectOptions co;
+  co.password = "fromfile";
+  auto c = flind.Connect(false, co);
+  ASSERT_TRUE(c);
+  Reply r = Cmd(*c, {"CONFIG", "GET", "maxclients"});
+  ASSERT_EQ(r.elements.size(), 2u);
+  EXPECT_EQ(r.elements[1].str, "7");
+  {
+    std::ofstream f(conf);
+    f << "max-clients = \"lots\"\n";
+  }
+  ProcResult bad = RunProcess({FlindPath(), "--config", conf, "--data-dir", dir.path() + "/d2"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("max-clients"), std::string::npos) << bad.err;
 }
 
 }  // namespace

@@ -46,6 +46,66 @@ TEST_F(RedisToolsTest, RedisCliOneShotCommands) {
   EXPECT_EQ(r.out, "1) (nil)\n2) (nil)\n");
 }
 
+// Every command in the table, through redis-cli, with the output redis-cli
+// prints for it (the same as against redis-server for the Redis commands).
+TEST_F(RedisToolsTest, EveryCommandThroughRedisCli) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"PING"}, "PONG\n"},
+      {{"ECHO", "hi"}, "hi\n"},
+      {{"HELLO", "2"}, "server\nflin\nversion\n0.1.0\nproto\n2\n"},
+      {{"CLIENT", "SETNAME", "x"}, "OK\n"},
+      {{"SELECT", "0"}, "OK\n"},
+      {{"SET", "k", "v", "EX", "100", "NX"}, "OK\n"},
+      {{"SET", "k", "w", "XX", "GET", "KEEPTTL"}, "v\n"},
+      {{"GET", "k"}, "w\n"},
+      {{"TTL", "k"}, "100\n"},
+      {{"MSET", "a", "1", "b", "2"}, "OK\n"},
+      {{"MSETNX", "a", "1", "c", "3"}, "0\n"},
+      {{"MSETEX", "2", "d", "4", "e", "5", "PX", "100000"}, "1\n"},
+      {{"MGET", "a", "b", "zz"}, "1\n2\n\n"},
+      {{"EXISTS", "a", "b", "zz"}, "2\n"},
+      {{"EXPIRE", "a", "100"}, "1\n"},
+      {{"PEXPIRE", "a", "100000", "LT"}, "0\n"},
+      {{"EXPIREAT", "b", "99999999999"}, "1\n"},
+      {{"PEXPIREAT", "b", "99999999999000"}, "1\n"},
+      {{"EXPIRETIME", "b"}, "99999999999\n"},
+      {{"PEXPIRETIME", "b"}, "99999999999000\n"},
+      {{"PTTL", "nope"}, "-2\n"},
+      {{"PERSIST", "b"}, "1\n"},
+      {{"TYPE", "b"}, "string\n"},
+      {{"KEYS", "[ab]"}, "a\nb\n"},
+      {{"SCAN", "0", "MATCH", "[de]", "COUNT", "100"}, "0\nd\ne\n"},
+      {{"DBSIZE"}, "5\n"},
+      {{"MDEL", "d", "e", "zz"}, "2\n"},
+      {{"DEL", "a"}, "1\n"},
+      {{"UNLINK", "b", "k"}, "2\n"},
+      {{"CONFIG", "GET", "appendfsync"}, "appendfsync\nalways\n"},
+      {{"COMMAND", "COUNT"}, ""},  // checked below: a number
+      {{"FLUSHALL"}, "OK\n"},
+      {{"DBSIZE"}, "0\n"},
+  };
+  for (const auto& [args, want] : cases) {
+    ProcResult r = Cli(args);
+    EXPECT_EQ(r.exit_code, 0) << args[0];
+    if (!want.empty()) EXPECT_EQ(r.out.substr(0, want.size()), want) << args[0] << " " << r.out;
+  }
+  EXPECT_GT(std::stoi(Cli({"COMMAND", "COUNT"}).out), 30);
+  EXPECT_NE(Cli({"INFO", "keyspace"}).out.find("# Keyspace"), std::string::npos);
+  std::string id = Cli({"IMPORT.BEGIN"}).out;
+  ASSERT_FALSE(id.empty());
+  id.pop_back();
+  EXPECT_EQ(Cli({"IMPORT.ADD", id, "ik", "iv", "0"}).out, "1\n");
+  EXPECT_EQ(Cli({"IMPORT.COMMIT", id}).out, "1\n");
+  std::string ex = Cli({"EXPORT.BEGIN"}).out;
+  ex.pop_back();
+  EXPECT_EQ(Cli({"EXPORT.NEXT", ex, "10"}).out, "ik\niv\n0\n");
+  EXPECT_EQ(Cli({"EXPORT.END", ex}).out, "OK\n");
+  std::string id2 = Cli({"IMPORT.BEGIN"}).out;
+  id2.pop_back();
+  EXPECT_EQ(Cli({"IMPORT.ABORT", id2}).out, "OK\n");
+  EXPECT_EQ(Cli({"QUIT"}).out, "OK\n");
+}
+
 TEST_F(RedisToolsTest, RedisCliPipedSessionAndPipeMode) {
   // Interactive-style input on stdin, one command per line.
   ProcResult r = Cli({}, false, "SET k1 \"hello world\"\nGET k1\nMSET x 1 y 2\nMGET x y\n");
