@@ -54,6 +54,9 @@ bool RaftLog::Slice(uint64_t lo, uint64_t hi, uint64_t max_bytes, std::vector<En
   if (lo >= hi) return true;
   if (lo < FirstIndex()) return false;
   FLIN_CHECK(hi <= LastIndex() + 1) << "slice beyond log";
+  // Every entry costs at least 16 bytes, which bounds how many fit.
+  uint64_t fit = max_bytes / 16 + 1;
+  out->reserve(out->size() + std::min<uint64_t>({hi - lo, fit, 8192}));
   uint64_t bytes = 0;
   if (lo < unstable_offset_) {
     uint64_t stop = std::min(hi, unstable_offset_);
