@@ -494,8 +494,10 @@ void Raft::HandleSnapshot(const Message& m) {
   } else if (log_.MatchTerm(meta.index, meta.term)) {
     // Paper §7: if we already hold the snapshot's last entry, keep the log
     // after it and just learn that it is committed.
+    // (Answering with our last index would claim a match beyond what the
+    // snapshot proves: entries after it may still conflict.)
     log_.CommitTo(meta.index);
-    r.index = log_.LastIndex();
+    r.index = log_.committed();
   } else {
     log_.Restore(meta);
     conf_ = meta.conf;

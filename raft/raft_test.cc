@@ -538,6 +538,30 @@ TEST(RaftSnapshot, LaggingFollowerCatchesUpBySnapshot) {
   EXPECT_EQ(c.node(lag).applied_index, c.node(l).applied_index);
 }
 
+// Paper §7: a follower that already holds the snapshot's last entry keeps
+// the entries after it, learns the commit, and acknowledges only what the
+// snapshot proves (not its possibly conflicting tail).
+TEST(RaftSnapshot, SnapshotCoveredByLogIsDeclined) {
+  TestCluster c(3, 0, NoCheckQuorum);
+  SetLog(c, 2, {2, 2, 3}, 3, 3);
+  Message m;
+  m.type = MessageType::kSnapshot;
+  m.from = 1;
+  m.to = 2;
+  m.term = 4;
+  m.snapshot = SnapshotMeta{3, 2, ConfState{{1, 2, 3}, {}}};
+  m.snapshot_last = true;
+  ASSERT_TRUE(c.raft(2).Step(m).ok());
+  EXPECT_EQ(c.raft(2).commit_index(), 3u);
+  EXPECT_EQ(c.raft(2).last_index(), 4u);  // the tail is kept
+  Ready rd = c.raft(2).GetReady();
+  EXPECT_FALSE(rd.snapshot.has_value());
+  ASSERT_EQ(rd.messages.size(), 1u);
+  EXPECT_EQ(rd.messages[0].type, MessageType::kAppendResp);
+  EXPECT_EQ(rd.messages[0].index, 3u);
+  c.raft(2).Advance();
+}
+
 TEST(RaftSnapshot, FailedStreamIsRetried) {
   TestCluster c(3);
   NodeId l = c.TickUntilLeader();
