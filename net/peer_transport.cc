@@ -266,23 +266,34 @@ class Watchdog {
   Watchdog(asio::io_context& io, std::shared_ptr<tcp::socket> socket,
            std::chrono::milliseconds timeout)
       : timer_(std::make_shared<asio::steady_timer>(io, timeout)),
-        fired_(std::make_shared<bool>(false)) {
+        state_(std::make_shared<State>()) {
     std::weak_ptr<tcp::socket> weak = socket;
-    timer_->async_wait([weak, fired = fired_](std::error_code ec) {
-      if (ec) return;
-      *fired = true;
+    timer_->async_wait([weak, state = state_](std::error_code ec) {
+      // `disarmed` covers a timer that expired just before the cancel: its
+      // handler is already queued with a success code.
+      if (ec || state->disarmed) return;
+      state->fired = true;
       if (auto s = weak.lock()) {
         std::error_code ignored;
         s->close(ignored);
       }
     });
   }
-  ~Watchdog() { timer_->cancel(); }
-  bool fired() const { return *fired_; }
+  ~Watchdog() {
+    state_->disarmed = true;
+    timer_->cancel();
+  }
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+  bool fired() const { return state_->fired; }
 
  private:
+  struct State {
+    bool fired = false;
+    bool disarmed = false;
+  };
   std::shared_ptr<asio::steady_timer> timer_;
-  std::shared_ptr<bool> fired_;
+  std::shared_ptr<State> state_;
 };
 
 // One outbound queue + connection to one peer at one priority.
@@ -669,6 +680,7 @@ awaitable<Status> ListenerHandshake(std::shared_ptr<Impl> self, tcp::socket& s, 
 
 awaitable<void> Serve(std::shared_ptr<Impl> self, std::shared_ptr<tcp::socket> socket) {
   const std::string remote = Endpoint(*socket);
+  if (self->Stopped()) co_return;  // accepted just before Stop
   self->inbound.insert(socket);
   try {
     FrameReader reader(*socket);

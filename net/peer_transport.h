@@ -41,6 +41,11 @@
 // between kControl and kBulk: they travel on separate connections so a
 // multi-megabyte snapshot chunk never delays a heartbeat.
 //
+// Membership. Inbound connections are accepted from any node id that
+// proves the secret, known peer or not (a node asking to join must be able
+// to reach the leader); the Raft layer decides what a message from a
+// non-member means. Outbound traffic only goes to peers set with SetPeer.
+//
 // Threading. The transport runs on an asio::io_context owned by the caller,
 // which must be run by exactly one thread (flind's io thread). The message
 // handler runs on that thread. SetPeer, RemovePeer, Send and stats() are
@@ -94,12 +99,19 @@ class PeerTransport {
   // authenticated peer. `payload` is valid only during the call.
   using Handler = std::function<void(uint64_t from, std::string_view payload)>;
 
+  // Counters since construction. Control and bulk connections count
+  // separately (a peer restart usually adds 2 reconnects).
   struct Stats {
-    uint64_t sent = 0;           // messages written to a socket
-    uint64_t received = 0;       // messages handed to the handler
-    uint64_t dropped = 0;        // refused by Send or lost with a connection
-    uint64_t auth_failures = 0;  // handshakes refused, either direction
-    uint64_t reconnects = 0;     // outbound connections re-established
+    uint64_t sent = 0;      // messages written to a socket
+    uint64_t received = 0;  // messages handed to the handler
+    // Refused by Send (full queue, unknown peer, too large, stopped), queued
+    // for a removed peer, or in a write that failed.
+    uint64_t dropped = 0;
+    // Connections refused during the handshake, in either role: wrong
+    // version, cluster id, node id or secret, a replayed handshake, bytes
+    // that are not a handshake, or a handshake timeout.
+    uint64_t auth_failures = 0;
+    uint64_t reconnects = 0;  // outbound connections re-established
     // Authenticated inbound connections closed for a bad frame (oversized,
     // checksum mismatch, unexpected kind).
     uint64_t protocol_errors = 0;
