@@ -297,6 +297,33 @@ TEST(RaftElection, FollowersIgnoreVotesWhileLeaderIsAlive) {
   EXPECT_EQ(c.raft(l).term(), term);
 }
 
+// Lease reads rely on followers refusing votes after they heard from the
+// leader; a follower that restarts must keep that promise too, so for an
+// election timeout after starting it ignores vote requests.
+TEST(RaftElection, RestartedNodeHonoursLeaseBeforeVoting) {
+  TestCluster c(3);
+  NodeId l = c.TickUntilLeader();
+  ASSERT_NE(l, kNoNode);
+  NodeId f = l == 1 ? 2 : 1;
+  c.Restart(f);
+  Message vote;
+  vote.type = MessageType::kVote;
+  vote.from = l == 3 ? 2 : 3;
+  if (vote.from == f) vote.from = 6 - l - f;
+  vote.to = f;
+  vote.term = c.raft(f).term() + 1;
+  vote.index = c.raft(f).last_index();
+  vote.log_term = c.raft(f).TermAt(vote.index);
+  uint64_t term = c.raft(f).term();
+  ASSERT_TRUE(c.raft(f).Step(vote).ok());
+  EXPECT_EQ(c.raft(f).term(), term);  // ignored entirely
+  EXPECT_NE(c.raft(f).vote(), vote.from);
+  for (int i = 0; i < 10; ++i) c.raft(f).Tick();
+  vote.term = c.raft(f).term() + 1;
+  ASSERT_TRUE(c.raft(f).Step(vote).ok());
+  EXPECT_EQ(c.raft(f).vote(), vote.from);  // the promise has lapsed
+}
+
 // Thesis §3.10: leadership transfer hands over to a caught-up target with
 // TimeoutNow; proposals are refused meanwhile.
 TEST(RaftTransfer, TransferToFollower) {
