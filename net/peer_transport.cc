@@ -52,6 +52,8 @@ constexpr size_t kMaxBatchMessages = 1024;
 constexpr size_t kMaxBatchBytes = 1 << 20;
 // A read buffer grown for a big frame is shrunk back once drained.
 constexpr size_t kReadBufferBytes = 64 << 10;
+// Until a peer has authenticated, its connection gets a small buffer.
+constexpr size_t kHandshakeBufferBytes = 2 * kHandshakeMaxFrame;
 constexpr size_t kMaxRejectReason = 512;
 
 enum class Kind : uint8_t {
@@ -137,7 +139,12 @@ Status ParseHostPort(std::string_view addr, std::string* host, uint16_t* port) {
 // stays valid until the next call.
 class FrameReader {
  public:
-  explicit FrameReader(tcp::socket& socket) : socket_(socket), buf_(kReadBufferBytes) {}
+  explicit FrameReader(tcp::socket& socket) : socket_(socket), buf_(kHandshakeBufferBytes) {}
+
+  // Grows the buffer for streaming many small frames per read.
+  void UseStreamingBuffer() {
+    if (buf_.size() < kReadBufferBytes) buf_.resize(kReadBufferBytes);
+  }
 
   // Reads one frame whose payload is at most `max_payload` bytes. Errors:
   // IOError (connection closed or failed; "closed" for an orderly EOF),
@@ -704,6 +711,7 @@ awaitable<void> Serve(std::shared_ptr<Impl> self, std::shared_ptr<tcp::socket> s
                << remote;
       std::error_code ignored;
       socket->set_option(tcp::no_delay(true), ignored);
+      reader.UseStreamingBuffer();
       for (;;) {
         Kind kind;
         std::string_view payload;

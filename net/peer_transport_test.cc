@@ -501,6 +501,20 @@ TEST(PeerTransportTest, GarbageOnThePortIsRefusedAndPortKeepsServing) {
   ExpectInOrder(*b, 1, 100);
 }
 
+TEST(PeerTransportTest, SilentConnectionIsClosedAfterHandshakeTimeout) {
+  IoThread t;
+  auto opts = Options(2);
+  opts.handshake_timeout = std::chrono::milliseconds(200);
+  auto b = StartNode(t.io(), opts);
+  RawClient raw(b->transport.port());
+  // Half a HELLO, then nothing.
+  raw.WriteIgnoringErrors(std::string("\x45\0\0\0", 4));
+  auto start = Clock::now();
+  EXPECT_TRUE(raw.ReadUntilClosed());
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(10));
+  ASSERT_TRUE(WaitFor([&] { return b->transport.stats().auth_failures == 1; }));
+}
+
 TEST(PeerTransportTest, FrameLargerThanMaxFrameBytesIsRefused) {
   IoThread t;
   auto big = Options(1);
