@@ -918,7 +918,16 @@ bool PeerTransport::Send(uint64_t to, std::string payload, Priority p) {
 
 void PeerTransport::Stop() {
   auto impl = impl_;
-  if (impl->Stopped()) return;
+  {
+    // Nothing of ours is on the io_context yet (e.g. a daemon failing
+    // before it runs the io thread): no need to wait for that thread.
+    std::lock_guard<std::mutex> lock(impl->mu);
+    if (impl->stopped) return;
+    if (!impl->started && impl->peers.empty()) {
+      impl->stopped = true;
+      return;
+    }
+  }
   if (impl->io.get_executor().running_in_this_thread() || impl->io.stopped()) {
     impl->StopOnIo();
     return;

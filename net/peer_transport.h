@@ -51,7 +51,8 @@
 // handler runs on that thread. SetPeer, RemovePeer, Send and stats() are
 // thread-safe. Start and Stop may be called from any thread; Stop from a
 // thread other than the io thread waits for the io thread to process it, so
-// the io_context must be running (or already stopped) at that moment.
+// the io_context must be running (or already stopped: io.stop(), or run()
+// returned) at that moment, unless neither Start nor SetPeer was called.
 #pragma once
 
 #include <asio/io_context.hpp>

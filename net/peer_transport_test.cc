@@ -653,5 +653,17 @@ TEST(PeerTransportTest, StopIsIdempotentAndNoHandlerRunsAfterIt) {
   EXPECT_EQ(after_stop.load(), 0);
 }
 
+TEST(PeerTransportTest, DestroyWithoutRunningIoDoesNotHang) {
+  // A daemon may fail at startup before it ever runs its io thread.
+  asio::io_context io;
+  { PeerTransport never_started(io, Options(1), nullptr); }
+  {
+    PeerTransport started(io, Options(2), nullptr);
+    ASSERT_TRUE(started.Start().ok());
+    started.SetPeer(3, "127.0.0.1:1");
+    io.stop();  // what the daemon does on shutdown before destroying it
+  }
+}
+
 }  // namespace
 }  // namespace flin::net
