@@ -1,10 +1,12 @@
 #include "cli/repl.h"
 
 #include <editline/readline.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -83,10 +85,14 @@ class Runner {
   Result<client::Reply> Send(const std::vector<std::string>& args) {
     std::vector<std::string_view> views(args.begin(), args.end());
     auto r = conn_->Command(views);
-    if (!r.ok() || !conn_->healthy()) {
-      if (r.ok()) return r;
-      conn_.reset();
-    }
+    if (!r.ok()) conn_.reset();
+    return r;
+  }
+
+  Result<std::vector<client::Reply>> SendBatch(
+      const std::vector<std::vector<std::string>>& commands) {
+    auto r = conn_->Pipeline(commands);
+    if (!r.ok()) conn_.reset();
     return r;
   }
 
@@ -100,20 +106,68 @@ class Runner {
   std::unique_ptr<client::Connection> conn_;
 };
 
-// Reads one line (without '\n' and a trailing '\r'); false at EOF.
-bool ReadLine(std::FILE* in, std::string* line) {
-  line->clear();
-  int c;
-  bool any = false;
-  while ((c = std::fgetc(in)) != EOF) {
-    any = true;
-    if (c == '\n') break;
-    line->push_back(static_cast<char>(c));
+// Line reader over a file descriptor that can tell whether another line is
+// available without blocking (to decide when to send a pipelined batch).
+class FdLineReader {
+ public:
+  explicit FdLineReader(int fd) : fd_(fd) {}
+
+  // One line without '\n' (and without a trailing '\r'); false at EOF.
+  bool ReadLine(std::string* line) {
+    while (true) {
+      size_t nl = buf_.find('\n', pos_);
+      if (nl != std::string::npos) {
+        line->assign(buf_, pos_, nl - pos_);
+        pos_ = nl + 1;
+        break;
+      }
+      if (eof_) {
+        if (pos_ >= buf_.size()) return false;
+        line->assign(buf_, pos_, std::string::npos);
+        pos_ = buf_.size();
+        break;
+      }
+      Fill();
+    }
+    if (!line->empty() && line->back() == '\r') line->pop_back();
+    return true;
   }
-  if (!any) return false;
-  if (!line->empty() && line->back() == '\r') line->pop_back();
-  return true;
-}
+
+  // True when ReadLine would not block.
+  bool LineReady() {
+    if (eof_ || buf_.find('\n', pos_) != std::string::npos) return true;
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, 0) <= 0) return false;
+    Fill();
+    return eof_ || buf_.find('\n', pos_) != std::string::npos;
+  }
+
+ private:
+  void Fill() {
+    if (pos_ > 0 && pos_ == buf_.size()) {
+      buf_.clear();
+      pos_ = 0;
+    } else if (pos_ > (1 << 20)) {
+      buf_.erase(0, pos_);
+      pos_ = 0;
+    }
+    char chunk[65536];
+    ssize_t n;
+    do {
+      n = ::read(fd_, chunk, sizeof chunk);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+      eof_ = true;
+      return;
+    }
+    buf_.append(chunk, static_cast<size_t>(n));
+  }
+
+  int fd_;
+  std::string buf_;
+  size_t pos_ = 0;
+  bool eof_ = false;
+};
 
 bool IsBlankOrComment(std::string_view s) {
   size_t i = s.find_first_not_of(" \t\r\v\f");
@@ -282,10 +336,58 @@ std::string ShellHelp(std::string_view command) {
 int RunScript(Session& s, std::FILE* in) {
   Runner runner(s);
   Printer& printer = s.printer();
+  FdLineReader reader(::fileno(in));
   int worst = kExitOk;
   std::string line, pending;
   size_t line_no = 0, start_line = 0;
-  while (ReadLine(in, &line)) {
+  // Commands that arrive together are pipelined (one write, one read of all
+  // replies) so a large piped script runs at protocol speed; a pipe fed
+  // line by line still gets each reply before the next line is read.
+  struct Queued {
+    std::vector<std::string> args;
+    size_t line;
+  };
+  std::vector<Queued> batch;
+  constexpr size_t kMaxBatch = 512;
+  // Sends the batch and prints its replies; false when the run must stop.
+  auto flush = [&]() -> bool {
+    if (batch.empty()) return true;
+    const std::string first_where = "line " + std::to_string(batch.front().line) + ": ";
+    int code = runner.EnsureConnected(first_where);
+    if (code != kExitOk) {
+      worst = std::max(worst, code);
+      return false;
+    }
+    std::vector<std::vector<std::string>> commands;
+    commands.reserve(batch.size());
+    for (Queued& q : batch) commands.push_back(std::move(q.args));
+    auto replies = runner.SendBatch(commands);
+    if (!replies.ok()) {
+      Runner::Report(first_where, replies.status().message());
+      worst = std::max(worst, ExitCodeFor(replies.status()));
+      return false;
+    }
+    for (size_t i = 0; i < replies->size(); ++i) {
+      const client::Reply& reply = (*replies)[i];
+      if (reply.is_error()) {
+        printer.Flush();
+        Runner::Report("line " + std::to_string(batch[i].line) + ": ", reply.str);
+        worst = std::max<int>(worst, kExitServer);
+        continue;
+      }
+      printer.Reply(reply);
+      if (reply.is_nil()) worst = std::max<int>(worst, kExitNotFound);
+    }
+    printer.Flush();
+    batch.clear();
+    return true;
+  };
+  bool quit = false;
+  while (!quit) {
+    if (!batch.empty() && (batch.size() >= kMaxBatch || !reader.LineReady())) {
+      if (!flush()) return worst;
+    }
+    if (!reader.ReadLine(&line)) break;
     ++line_no;
     std::string text;
     if (pending.empty()) {
@@ -300,31 +402,21 @@ int RunScript(Session& s, std::FILE* in) {
       continue;
     }
     pending.clear();
-    const std::string where = "line " + std::to_string(start_line) + ": ";
     if (IsBlankOrComment(text)) continue;
     if (split.kind == SplitResult::Kind::kError) {
-      Runner::Report(where, split.error);
+      if (!flush()) return worst;  // keep stderr in line order
+      Runner::Report("line " + std::to_string(start_line) + ": ", split.error);
       worst = std::max<int>(worst, kExitUsage);
       continue;
     }
     const std::string name = ToLower(split.args[0]);
-    if (name == "quit" || name == "exit") break;
-    int code = runner.EnsureConnected(where);
-    if (code != kExitOk) return std::max(worst, code);
-    auto reply = runner.Send(split.args);
-    if (!reply.ok()) {
-      Runner::Report(where, reply.status().message());
-      return std::max(worst, ExitCodeFor(reply.status()));
+    if (name == "quit" || name == "exit") {
+      quit = true;
+      break;
     }
-    if (reply->is_error()) {
-      printer.Flush();
-      Runner::Report(where, reply->str);
-      worst = std::max<int>(worst, kExitServer);
-      continue;
-    }
-    printer.Reply(*reply);
-    if (reply->is_nil()) worst = std::max<int>(worst, kExitNotFound);
+    batch.push_back({std::move(split.args), start_line});
   }
+  if (!flush()) return worst;
   if (!pending.empty()) {
     Runner::Report("line " + std::to_string(start_line) + ": ",
                    "unterminated quote at end of input");
