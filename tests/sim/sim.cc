@@ -435,7 +435,13 @@ class Simulation {
 
   void StreamSnapshot(SimNode& n, const raft::SnapshotSend& s) {
     if (!n.snapshot || n.snapshot->meta.index != s.meta.index) {
-      Fail("core asked to stream a snapshot the driver does not have");
+      // Replaced by a newer snapshot while the Ready was being persisted:
+      // report failure and the core asks again with the newest one.
+      if (!n.snapshot || n.snapshot->meta.index < s.meta.index) {
+        Fail("core asked to stream a snapshot newer than any the driver has");
+      }
+      n.raft->ReportSnapshot(s.to, false);
+      return;
     }
     const std::string& data = n.snapshot->data;
     size_t off = 0;
