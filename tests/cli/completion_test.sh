@@ -86,6 +86,17 @@ for prog in flin flind; do
 done
 
 expect "flin m" mdel mget mset
+if [[ $shell == zsh ]]; then
+  # The installed form: autoloaded through $fpath.
+  got=$(FLIN_ZSH_AUTOLOAD=1 zsh -f "$here/zsh_complete.zsh" "$dir/flin.zsh" "flin m" | tr ' ' '\n' |
+    sed '/^$/d' | sort -u | tr '\n' ' ')
+  if [[ "$got" != "mdel mget mset " ]]; then
+    echo "FAIL [zsh autoload] 'flin m': got [$got]"
+    failures=$((failures + 1))
+  else
+    echo "ok   [zsh autoload] 'flin m' -> $got"
+  fi
+fi
 expect "flin comp" completion
 expect "flin completion " bash zsh fish
 expect "flin --color " always auto never
