@@ -211,7 +211,11 @@ asio::awaitable<void> Session::Run() {
         if (pending_output() > config.client_output_buffer_limit) {
           LOG_WARN << "client " << id_ << " (" << peer_ << ") exceeded client-output-buffer-limit ("
                    << config.client_output_buffer_limit << " bytes): closing";
-          slots_.clear();
+          // Drop the buffered replies but keep the slots of writes still in
+          // flight: their completions must find them (and count down).
+          for (Slot& slot : slots_) {
+            if (slot.ready) std::string().swap(slot.data);
+          }
           Reply().Error("ERR reply exceeds client-output-buffer-limit (" +
                         std::to_string(config.client_output_buffer_limit) +
                         " bytes): closing the connection");
