@@ -641,13 +641,23 @@ class Pty {
   int Wait() {
     int status = 0;
     const auto deadline = Clock::now() + std::chrono::seconds(30);
+    char buf[4096];
     while (waitpid(pid_, &status, WNOHANG) == 0) {
       if (Clock::now() > deadline) return -1;
-      char buf[4096];
       pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, 50) > 0 && read(fd_, buf, sizeof buf) > 0) continue;
+      if (poll(&p, 1, 50) > 0) {
+        ssize_t n = read(fd_, buf, sizeof buf);
+        if (n > 0) out_.append(buf, static_cast<size_t>(n));
+      }
     }
     pid_ = -1;
+    // Drain what the child wrote before it exited.
+    pollfd p{fd_, POLLIN, 0};
+    while (poll(&p, 1, 0) > 0) {
+      ssize_t n = read(fd_, buf, sizeof buf);
+      if (n <= 0) break;
+      out_.append(buf, static_cast<size_t>(n));
+    }
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
   const std::string& output() const { return out_; }
@@ -658,6 +668,33 @@ class Pty {
   std::string out_;
   size_t mark_ = 0;
 };
+
+TEST_F(CliTest, TerminalOutputIsHumanAndColoured) {
+  Expect({"mset", "a", "x y"}, "", "OK\n", 0);
+  std::map<std::string, std::string> env = {{"FLIN_ADDR", addr_}, {"TERM", "xterm"}};
+  {
+    Pty pty({FLIN_BIN, "mget", "a", "nope"}, env);
+    ASSERT_TRUE(pty.WaitFor("\"x y\"")) << pty.output();
+    ASSERT_TRUE(pty.WaitFor("\x1b[2m(nil)\x1b[0m")) << pty.output();
+    EXPECT_EQ(pty.Wait(), 1);
+  }
+  {
+    env["NO_COLOR"] = "1";
+    Pty pty({FLIN_BIN, "mget", "a", "nope"}, env);
+    ASSERT_TRUE(pty.WaitFor("1) \"x y\"\r\n2) (nil)")) << pty.output();
+    EXPECT_EQ(pty.Wait(), 1);
+    EXPECT_EQ(pty.output().find('\x1b'), std::string::npos) << pty.output();
+  }
+  {
+    // --raw on a terminal: exact bytes, and get adds no newline.
+    Pty pty({FLIN_BIN, "--raw", "get", "a"}, env);
+    EXPECT_EQ(pty.Wait(), 0);
+    EXPECT_EQ(pty.output(), "x y");
+  }
+  // --color always forces colours in a pipe (with --human).
+  Expect({"--human", "--color", "always", "get", "nope"}, "", "\x1b[2m(nil)\x1b[0m\n", 1);
+  Expect({"--human", "--color", "never", "get", "nope"}, "", "(nil)\n", 1);
+}
 
 TEST_F(CliTest, InteractiveShell) {
   std::string state = dir_ + "/state";
