@@ -77,6 +77,7 @@ struct Mix {
   bool pre_vote = true;
   bool check_quorum = true;
   size_t chunk = 64;
+  int election_min = 10, election_max = 20, heartbeat = 2;
 
   std::string Describe() const {
     std::ostringstream o;
@@ -85,7 +86,8 @@ struct Mix {
       << " oneway=" << one_way_rate << " crash=" << crash_rate << " conf=" << conf_rate
       << " transfer=" << transfer_rate << " compact=" << compact_rate << " persist<=" << persist_max
       << " msgbytes=" << max_msg_bytes << " inflight=" << max_inflight << (lease ? " lease" : "")
-      << (pre_vote ? "" : " no-prevote") << (check_quorum ? "" : " no-checkquorum");
+      << (pre_vote ? "" : " no-prevote") << (check_quorum ? "" : " no-checkquorum")
+      << " election=" << election_min << ".." << election_max << " heartbeat=" << heartbeat;
     return o.str();
   }
 };
@@ -136,6 +138,12 @@ Mix DrawMix(Rng& rng) {
   m.check_quorum = rng.Chance(0.8);
   m.lease = m.check_quorum && rng.Chance(0.3);
   m.chunk = rng.Range(8, 128);
+  if (rng.Chance(0.3)) {
+    // Tighter timing: short election timeouts (lease margins are thinnest).
+    m.election_min = static_cast<int>(rng.Range(4, 9));
+    m.election_max = m.election_min + static_cast<int>(rng.Range(1, 8));
+    m.heartbeat = static_cast<int>(rng.Range(1, m.election_min / 2));
+  }
   return m;
 }
 
@@ -290,9 +298,9 @@ class Simulation {
     c.id = n.id;
     c.storage = &n.storage;
     c.applied = n.sm.applied;
-    c.election_tick_min = 10;
-    c.election_tick_max = 20;
-    c.heartbeat_tick = 2;
+    c.election_tick_min = mix_.election_min;
+    c.election_tick_max = mix_.election_max;
+    c.heartbeat_tick = mix_.heartbeat;
     c.max_size_per_msg = mix_.max_msg_bytes;
     c.max_inflight_msgs = mix_.max_inflight;
     c.pre_vote = mix_.pre_vote;
@@ -617,7 +625,15 @@ class Simulation {
   void ClientOp(int ci) {
     Client& c = clients_[ci];
     if (c.busy || stop_clients_) return;
+    // Clients have stale views: often they talk to any node that believes
+    // it leads (a deposed leader cut off by a partition included), which is
+    // where stale reads would show.
     NodeId target = CurrentLeader();
+    std::vector<NodeId> leaders;
+    for (auto& [id, n] : nodes_) {
+      if (n->up && n->raft->role() == Role::kLeader) leaders.push_back(id);
+    }
+    if (!leaders.empty() && rng_.Chance(0.5)) target = leaders[rng_.Uniform(leaders.size())];
     if (target == 0 || rng_.Chance(0.2)) target = rng_.Range(1, nodes_.size());
     SimNode& n = node(target);
     if (!n.up) {
