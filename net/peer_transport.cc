@@ -55,6 +55,8 @@ constexpr size_t kReadBufferBytes = 64 << 10;
 // Until a peer has authenticated, its connection gets a small buffer.
 constexpr size_t kHandshakeBufferBytes = 2 * kHandshakeMaxFrame;
 constexpr size_t kMaxRejectReason = 512;
+// An outbound connection that lasted this long resets the back-off.
+constexpr auto kStableConnection = std::chrono::seconds(1);
 
 enum class Kind : uint8_t {
   kMessage = 1,
@@ -576,25 +578,39 @@ awaitable<void> RunChannel(std::shared_ptr<Impl> self, std::shared_ptr<Channel> 
         addr = ch->addr;
       }
       Status st = co_await Dial(self, ch, addr);
+      std::error_code ignored;
       if (st.ok()) {
         if (connected_before) self->reconnects++;
         connected_before = true;
         failure_logged = false;
-        backoff = opts.min_backoff;
         LOG_INFO << "peer " << ch->peer_id << ": " << ChannelName(ch->channel) << " connection to "
                  << addr << " established";
+        auto since = std::chrono::steady_clock::now();
         co_await WriteLoop(self, ch);
-        std::error_code ignored;
         ch->socket->close(ignored);
         ch->socket.reset();
-        continue;
+        bool moved = false;
+        {
+          std::lock_guard<std::mutex> lock(self->mu);
+          if (self->stopped || ch->removed) break;
+          moved = ch->addr != addr;
+        }
+        // Redial at once after a connection that worked for a while; one
+        // that keeps dying right after the handshake backs off like a
+        // failed dial, so a flapping peer cannot make us spin.
+        if (moved || std::chrono::steady_clock::now() - since >= kStableConnection) {
+          backoff = opts.min_backoff;
+          continue;
+        }
+      } else {
+        if (ch->socket) ch->socket->close(ignored);
+        ch->socket.reset();
+        if (self->Stopped()) break;
       }
-      std::error_code ignored;
-      if (ch->socket) ch->socket->close(ignored);
-      ch->socket.reset();
-      if (self->Stopped()) break;
       // One line per outage, not one per attempt.
-      if (!failure_logged) {
+      if (st.ok()) {
+        // The connection itself was logged when it ended.
+      } else if (!failure_logged) {
         LOG_WARN << "peer " << ch->peer_id << ": cannot open " << ChannelName(ch->channel)
                  << " connection to " << addr << ": " << st.message()
                  << " (retrying with back-off)";
@@ -695,10 +711,13 @@ awaitable<void> Serve(std::shared_ptr<Impl> self, std::shared_ptr<tcp::socket> s
     int channel = 0;
     Status st;
     {
-      self->pending_handshakes++;
+      struct Pending {  // counts this connection until its handshake ends
+        explicit Pending(size_t& n) : n_(n) { n_++; }
+        ~Pending() { n_--; }
+        size_t& n_;
+      } pending(self->pending_handshakes);
       Watchdog watchdog(self->io, socket, self->opts.handshake_timeout);
       st = co_await ListenerHandshake(self, *socket, reader, &from, &channel);
-      self->pending_handshakes--;
       if (!st.ok() && watchdog.fired()) st = Status::Timeout("handshake timed out");
     }
     if (!st.ok()) {
