@@ -439,6 +439,41 @@ TEST(RaftRead, LeaseReadsSkipTheRoundWhileLeaseHolds) {
   EXPECT_TRUE(c.node(l).reads.empty());
 }
 
+// Thesis §6.4.1: whenever some other node leads, the deposed leader's lease
+// has already run out, so it can never answer a lease read with stale data.
+TEST(RaftRead, LeaseEndsBeforeAnotherLeaderExists) {
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    TestCluster c(3, 0, LeaseReads);
+    for (NodeId id : c.ids()) {
+      c.node(id).config.random_seed = seed * 31 + id;
+      c.Restart(id);
+    }
+    NodeId l = c.TickUntilLeader();
+    ASSERT_NE(l, kNoNode);
+    c.TickAll(3);
+    c.Isolate(l);
+    bool other_elected = false;
+    for (int t = 0; t < 200 && !other_elected; ++t) {
+      c.TickAll();
+      for (NodeId id : c.ids()) {
+        if (id != l && c.raft(id).role() == Role::kLeader) other_elected = true;
+      }
+      if (c.raft(l).role() == Role::kLeader) {
+        // Isolated: only the lease can answer this read.
+        c.node(l).reads.clear();
+        c.raft(l).ReadIndex("probe");
+        c.Pump();
+        if (other_elected) {
+          EXPECT_TRUE(c.node(l).reads.empty())
+              << "deposed leader served a lease read at tick " << t;
+        }
+      }
+    }
+    EXPECT_TRUE(other_elected);
+  }
+}
+
 // Thesis §4.2.1 and §4.1: a learner receives the log but does not vote or
 // count; it can be promoted once caught up; changes go one at a time.
 TEST(RaftMembership, AddLearnerThenPromote) {
