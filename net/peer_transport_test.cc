@@ -5,6 +5,7 @@
 #include "net/peer_transport.h"
 
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <asio/connect.hpp>
 #include <asio/executor_work_guard.hpp>
@@ -180,6 +181,17 @@ class RawClient {
   void WriteIgnoringErrors(const std::string& bytes) {
     std::error_code ec;
     asio::write(socket_, asio::buffer(bytes), ec);
+  }
+  // Reads everything until the server closes the connection.
+  std::string ReadAll() {
+    std::string out;
+    char buf[4096];
+    std::error_code ec;
+    for (;;) {
+      size_t n = socket_.read_some(asio::buffer(buf), ec);
+      if (ec) return out;
+      out.append(buf, n);
+    }
   }
   // Reads until EOF or error; true if the server closed the connection.
   bool ReadUntilClosed() {
@@ -499,6 +511,43 @@ TEST(PeerTransportTest, GarbageOnThePortIsRefusedAndPortKeepsServing) {
   for (int i = 0; i < 100; i++) a->transport.Send(2, Msg(1, 2, i));
   ASSERT_TRUE(WaitFor([&] { return b->inbox.Count(1) == 100; }));
   ExpectInOrder(*b, 1, 100);
+}
+
+// A frame as the transport encodes it: [u32 len][u32 crc32(kind+payload)]
+// [u8 kind][payload], little-endian.
+std::string EncodeFrame(uint8_t kind, const std::string& payload) {
+  uLong crc = crc32_z(0, &kind, 1);
+  crc = crc32_z(crc, reinterpret_cast<const Bytef*>(payload.data()), payload.size());
+  std::string out;
+  auto put32 = [&](uint32_t v) {
+    for (int i = 0; i < 4; i++) out.push_back(static_cast<char>(v >> (8 * i)));
+  };
+  put32(static_cast<uint32_t>(payload.size()));
+  put32(static_cast<uint32_t>(crc));
+  out.push_back(static_cast<char>(kind));
+  return out + payload;
+}
+
+TEST(PeerTransportTest, WrongProtocolVersionIsRefusedWithAReason) {
+  IoThread t;
+  auto b = StartNode(t.io(), Options(2));
+  std::string hello = "FLINPEER";
+  auto put = [&](uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; i++) hello.push_back(static_cast<char>(v >> (8 * i)));
+  };
+  put(99, 4);  // version
+  put(42, 8);  // cluster id (right)
+  put(7, 8);   // dialer id
+  put(2, 8);   // expected listener id
+  put(0, 1);   // channel
+  hello.append(32, 'n');
+  RawClient raw(b->transport.port());
+  raw.WriteIgnoringErrors(EncodeFrame(16, hello));
+  std::string reply = raw.ReadAll();
+  ASSERT_GE(reply.size(), 9u);
+  EXPECT_EQ(static_cast<uint8_t>(reply[8]), 20) << "expected a REJECT frame";
+  EXPECT_NE(reply.find("protocol version mismatch"), std::string::npos) << reply.substr(9);
+  ASSERT_TRUE(WaitFor([&] { return b->transport.stats().auth_failures == 1; }));
 }
 
 TEST(PeerTransportTest, SilentConnectionIsClosedAfterHandshakeTimeout) {
