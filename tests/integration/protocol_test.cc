@@ -201,5 +201,33 @@ TEST(ProtocolLimitsTest, UnauthenticatedClientsCannotSendBigRequests) {
   EXPECT_NE(got.find("-ERR Protocol error"), std::string::npos) << got;
 }
 
+TEST(ProtocolLimitsTest, OutputBufferLimitGivesClearErrors) {
+  Flind::Options o;
+  o.extra_args = {"--client-output-buffer-limit", "4096"};
+  Flind flind(o);
+  std::string why;
+  ASSERT_TRUE(flind.Start(&why)) << why;
+  auto c = flind.Connect();
+  std::string big(3000, 'x');
+  Cmd(*c, {"MSET", "a", big, "b", big});
+  for (int i = 0; i < 300; ++i) Cmd(*c, {"SET", "key:" + std::to_string(i), "v"});
+  EXPECT_EQ(
+      Cmd(*c, {"MGET", "a", "b"}).str.rfind("ERR MGET reply exceeds client-output-buffer-limit", 0),
+      0u);
+  EXPECT_EQ(
+      Cmd(*c, {"KEYS", "*"}).str.rfind("ERR KEYS reply exceeds client-output-buffer-limit", 0), 0u);
+  EXPECT_EQ(Cmd(*c, {"GET", "a"}).str, big);  // one reply under the limit is fine
+  // A pipeline whose replies pile up past the limit (with a write still in
+  // flight among them) gets an error and is disconnected; others are served.
+  Raw r(flind.socket_path());
+  // (ECHO does not wait for the pending SET, so the limit trips while it is in flight.)
+  r.Send("GET a\r\nSET w 1\r\nECHO " + big + "\r\nPING\r\n");
+  std::string got = r.ReadUntilClose();
+  EXPECT_TRUE(r.closed());
+  EXPECT_NE(got.find("-ERR reply exceeds client-output-buffer-limit"), std::string::npos) << got;
+  EXPECT_EQ(Cmd(*c, {"PING"}).str, "PONG");
+  EXPECT_EQ(Cmd(*c, {"GET", "w"}).str, "1");
+}
+
 }  // namespace
 }  // namespace flin::test
