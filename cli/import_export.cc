@@ -1524,7 +1524,9 @@ int RunExport(const ExportOptions& opts, const Connector& connect) {
     buf += "[";
   }
   uint64_t n = 0;
-  size_t count = opts.count;
+  // Start small (values may be megabytes each), then size each request to
+  // about 4 MB of rows.
+  size_t count = std::min<size_t>(opts.count, 64);
   Status error;
   bool write_error = false;
   for (;;) {
