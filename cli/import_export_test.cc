@@ -146,6 +146,41 @@ TEST(JsonlRows, OneRowPerLine) {
   EXPECT_EQ(r->rows[1].pos.line, 3u);
 }
 
+TEST(JsonlRows, EscapesSurrogatesAndFieldOrder) {
+  // Flat lines take a hand-written fast path; these must read exactly as a
+  // full JSON parser reads them.
+  auto r = Read(
+      "{\"key\":\"a\\ud83d\\ude00\\u00e9\",\"value\":\"x\\n\\\"y\\\\\\/\\t\",\"ttl\":5}\n"
+      " { \"value\" : \"v\" , \"expire_at\" : 0 , \"key\" : \"k\" } \n"
+      "{\"key\":\"t\",\"value\":\"1\",\"ttl\":0.5}\n"
+      "{\"key\":\"d\",\"value\":\"1\",\"key\":\"d2\"}\n",
+      Format::kJsonl);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->rows.size(), 4u);
+  EXPECT_EQ(r->rows[0].key, "a\xF0\x9F\x98\x80\xC3\xA9");
+  EXPECT_EQ(r->rows[0].value, "x\n\"y\\/\t");
+  EXPECT_EQ(r->rows[0].ttl_ms, 5000);
+  EXPECT_EQ(r->rows[1].key, "k");
+  EXPECT_EQ(r->rows[1].value, "v");
+  EXPECT_EQ(r->rows[1].expire_at_ms, 0);
+  EXPECT_EQ(r->rows[2].ttl_ms, 500);
+  EXPECT_EQ(r->rows[3].key, "d2");  // a repeated field: the last one counts
+  EXPECT_EQ(r->rows[3].pos.line, 4u);
+}
+
+TEST(JsonlRows, FastPathLeavesErrorsToTheParser) {
+  for (const char* line :
+       {"{\"key\":\"a\",\"value\":\"1\",\"ttl\":-1}", "{\"key\":\"a\",\"value\":\"\\ud800\"}",
+        "{\"key\":\"a\",\"value\":\"1\"} trailing", "{\"key\":\"a\",\"value\":\"1\",\"ttl\":01}",
+        "{\"key\":\"a\",\"value\":\"1\",\"ttl\":1,\"expire_at\":2}", "{\"key\":\"a\"}"}) {
+    auto r = Read(std::string(line) + "\n", Format::kJsonl);
+    EXPECT_FALSE(r.ok()) << line;
+    if (!r.ok()) {
+      EXPECT_EQ(r.status().message().rfind("1:", 0), 0u) << r.status().message();
+    }
+  }
+}
+
 TEST(JsonlRows, BadLineReportsItsLineNumber) {
   auto r = Read("{\"key\":\"a\",\"value\":\"1\"}\n{\"key\":\"b\",\"value\":}\n", Format::kJsonl);
   ASSERT_FALSE(r.ok());
