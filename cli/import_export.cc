@@ -1071,10 +1071,13 @@ Status ReadRows(ByteReader* in, Format format, const ColumnOptions& columns, Row
 
 namespace {
 
-// Chosen with bench/import/run (see docs/PERFORMANCE.md): larger batches stop
-// paying off once one batch's SQLite transaction dominates, and a byte cap
-// keeps memory flat (and under the server's --max-batch-bytes) when values
-// are large.
+// Chosen with bench/import/run on the 2-core dev machine (200k-row CSV,
+// several runs each): 4 connections x 4 batches in flight x 1000 rows was
+// the fastest (~190k rows/s median vs ~150k for 2 in flight, ~140k for one
+// connection, no gain from 2000-5000 rows per batch). flind commits one
+// batch per connection read, so parallel connections are what fill its group
+// commit. The byte cap keeps memory flat (and under the server's
+// --max-batch-bytes) when values are large.
 constexpr size_t kDefaultBatchSize = 1000;
 constexpr size_t kDefaultPipeline = 4;
 constexpr size_t kDefaultConnections = 4;

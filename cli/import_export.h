@@ -4,16 +4,21 @@
 // Import streams: files are read through a fixed buffer, rows are grouped
 // into batches (MSET, or MSETEX ... PX/PXAT for rows with an expiry; with
 // --atomic, IMPORT.ADD into a server-side staging area committed by one
-// IMPORT.COMMIT), and several batches are kept in flight on one connection
-// by a writer thread while the reader parses ahead. Memory is bounded by
-// (batches in flight + queued) x batch bytes, whatever the input size.
+// IMPORT.COMMIT), and writer threads keep several batches in flight on a few
+// connections while the reader parses ahead. Rows are spread over the
+// connections by key hash, so all rows of one key travel in input order on
+// one connection. Memory is bounded by (connections x batches in flight and
+// queued) x the batch byte cap, whatever the input size.
 //
 // Rows are numbered from 0 across all input files in order (CSV header rows
 // are not rows). `--resume-from N` skips rows 0..N-1; after a failure the
 // command prints the N that continues without losing or re-ordering work.
-// Duplicate keys: the row that comes last in the input wins (batches are
-// written in input order on one connection; with --atomic the server keeps
-// the last staged value).
+// Duplicate keys: the row that comes last in the input wins (a key's batches
+// are written in input order on its connection; with --atomic the server
+// keeps the last staged value). Rows whose expire_at has already passed are
+// skipped and counted. Bad rows stop the import (or go to --reject-file as
+// JSON lines {"file", "error", "row"}); rows still in unsent batches at that
+// point are not written, so an error in the first batch writes nothing.
 //
 // Export uses EXPORT.BEGIN/NEXT/END (a consistent snapshot, read in chunks)
 // and writes rows as they arrive. Keys and values that are not valid UTF-8
