@@ -20,6 +20,10 @@
 #include "cli/import_export.h"
 #endif
 
+#ifndef FLIN_VERSION
+#define FLIN_VERSION "unknown"
+#endif
+
 namespace flin::cli {
 namespace {
 
@@ -263,6 +267,7 @@ void BuildApp(CLI::App& app, AppState* state) {
   app.require_subcommand(0, 1);
   app.fallthrough();
   app.option_defaults()->always_capture_default(false);
+  app.set_version_flag("-V,--version", std::string("flin ") + FLIN_VERSION);
 
   app.add_option("-a,--addr", g.addr,
                  "flind address: unix:/path, /path.sock or host:port "

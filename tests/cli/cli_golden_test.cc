@@ -454,7 +454,10 @@ TEST_F(CliTest, UsageErrorsExitTwo) {
   Expect({"--timeout", "-1", "ping"}, "", "", 2, "", true);
   Expect({"completion", "tcsh"}, "", "", 2, "tcsh", true);
   Expect({"--addr", "nonsense:port:x", "ping"}, "", "", 2, "", true);
-  Outcome r = Flin({"--help"});
+  Outcome r = Flin({"--version"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out.rfind("flin ", 0), 0u) << r.out;
+  r = Flin({"--help"});
   EXPECT_EQ(r.code, 0);
   EXPECT_NE(r.out.find("EXIT STATUS"), std::string::npos);
   r = Flin({"mset", "--help"});
