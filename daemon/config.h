@@ -29,7 +29,7 @@ struct Config {
   // Storage tuning.
   uint64_t cache_mb = 256;        // SQLite page cache
   uint64_t apply_commit_ms = 50;  // commit applied entries to state.db at least this often
-  uint64_t apply_commit_entries = 20000;
+  uint64_t apply_commit_entries = 50000;
   uint64_t log_compact_mb = 256;  // compact the log once it is this big
 
   // TCP host/port split from `listen` (valid when !listen_none()).

@@ -34,8 +34,8 @@ namespace flin::daemon {
 struct NodeOptions {
   std::string data_dir;
   int64_t cache_bytes = 256 << 20;
-  int64_t apply_commit_ms = 50;
-  size_t apply_commit_entries = 20000;
+  int64_t apply_commit_ms = 250;
+  size_t apply_commit_entries = 50000;
   uint64_t log_compact_bytes = 256ull << 20;
 };
 

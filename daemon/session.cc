@@ -61,6 +61,8 @@ Session::Session(Server& server, Socket socket, uint64_t id, bool is_unix)
     }
   }
   set_authenticated(server.config().requirepass.empty());
+  std::error_code ec;
+  socket_.non_blocking(true, ec);  // Flush writes directly when it can
 }
 
 Session::~Session() = default;
@@ -148,10 +150,33 @@ asio::awaitable<void> Session::Flush() {
   if (slots_.empty()) co_return;
   std::vector<asio::const_buffer> bufs;
   bufs.reserve(slots_.size());
+  size_t total = 0;
   for (const Slot& s : slots_) {
-    if (!s.data.empty()) bufs.emplace_back(asio::buffer(s.data));
+    if (!s.data.empty()) {
+      bufs.emplace_back(asio::buffer(s.data));
+      total += s.data.size();
+    }
   }
-  if (!bufs.empty()) co_await asio::async_write(socket_, bufs, asio::use_awaitable);
+  // Most replies fit the socket buffer: write them directly (one syscall)
+  // and only go through the reactor for what did not fit.
+  std::error_code ec;
+  size_t n = bufs.empty() ? 0 : socket_.write_some(bufs, ec);
+  if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+    throw std::system_error(ec);
+  }
+  if (n < total) {
+    size_t skip = n;
+    std::vector<asio::const_buffer> rest;
+    for (const auto& b : bufs) {
+      if (skip >= b.size()) {
+        skip -= b.size();
+        continue;
+      }
+      rest.push_back(b + skip);
+      skip = 0;
+    }
+    co_await asio::async_write(socket_, rest, asio::use_awaitable);
+  }
   slots_.clear();
 }
 

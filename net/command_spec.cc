@@ -1,22 +1,21 @@
 #include "net/command_spec.h"
 
 #include <array>
+#include <unordered_map>
 
 #include "base/strings.h"
 
 namespace flin::net {
 namespace {
 
-constexpr uint32_t R = kCmdRead, W = kCmdWrite, A = kCmdAdmin, N = kCmdNoAuth,
-                   C = kCmdConnection;
+constexpr uint32_t R = kCmdRead, W = kCmdWrite, A = kCmdAdmin, N = kCmdNoAuth, C = kCmdConnection;
 
 constexpr std::array kCommands = std::to_array<CommandSpec>({
     // connection
     {"ping", -1, C | N, 0, 0, 0, "connection", "PING [message]", "Check the server answers"},
     {"echo", 2, C, 0, 0, 0, "connection", "ECHO message", "Return the message"},
     {"quit", -1, C | N, 0, 0, 0, "connection", "QUIT", "Close the connection"},
-    {"hello", -1, C | N, 0, 0, 0, "connection",
-     "HELLO [2 [AUTH username password] [SETNAME name]]",
+    {"hello", -1, C | N, 0, 0, 0, "connection", "HELLO [2 [AUTH username password] [SETNAME name]]",
      "Handshake: protocol version 2 only, optional AUTH"},
     {"auth", -2, C | N, 0, 0, 0, "connection", "AUTH [username] password",
      "Authenticate the connection"},
@@ -36,7 +35,8 @@ constexpr std::array kCommands = std::to_array<CommandSpec>({
      "SET key value [NX | XX] [GET] [EX seconds | PX milliseconds | EXAT unix-seconds | "
      "PXAT unix-milliseconds | KEEPTTL]",
      "Set a key's value, optionally with a TTL and conditions"},
-    {"mget", -2, R, 1, -1, 1, "string", "MGET key [key ...]", "Values of several keys (nil if missing)"},
+    {"mget", -2, R, 1, -1, 1, "string", "MGET key [key ...]",
+     "Values of several keys (nil if missing)"},
     {"mset", -3, W, 1, -1, 2, "string", "MSET key value [key value ...]",
      "Set several keys atomically"},
     {"msetnx", -3, W, 1, -1, 2, "string", "MSETNX key value [key value ...]",
@@ -48,7 +48,8 @@ constexpr std::array kCommands = std::to_array<CommandSpec>({
     {"mdel", -2, W, 1, -1, 1, "generic", "MDEL key [key ...]",
      "Delete several keys atomically; returns how many existed"},
     // generic
-    {"del", -2, W, 1, -1, 1, "generic", "DEL key [key ...]", "Delete keys; returns how many existed"},
+    {"del", -2, W, 1, -1, 1, "generic", "DEL key [key ...]",
+     "Delete keys; returns how many existed"},
     {"unlink", -2, W, 1, -1, 1, "generic", "UNLINK key [key ...]", "Same as DEL"},
     {"exists", -2, R, 1, -1, 1, "generic", "EXISTS key [key ...]", "Count the keys that exist"},
     {"expire", -3, W, 1, 1, 1, "generic", "EXPIRE key seconds [NX | XX | GT | LT]",
@@ -57,8 +58,7 @@ constexpr std::array kCommands = std::to_array<CommandSpec>({
      "Set a key's time to live in milliseconds"},
     {"expireat", -3, W, 1, 1, 1, "generic", "EXPIREAT key unix-seconds [NX | XX | GT | LT]",
      "Set a key's expiry as a Unix time in seconds"},
-    {"pexpireat", -3, W, 1, 1, 1, "generic",
-     "PEXPIREAT key unix-milliseconds [NX | XX | GT | LT]",
+    {"pexpireat", -3, W, 1, 1, 1, "generic", "PEXPIREAT key unix-milliseconds [NX | XX | GT | LT]",
      "Set a key's expiry as a Unix time in milliseconds"},
     {"ttl", 2, R, 1, 1, 1, "generic", "TTL key",
      "Remaining time to live in seconds (-1 no expiry, -2 missing)"},
@@ -94,10 +94,21 @@ constexpr std::array kCommands = std::to_array<CommandSpec>({
 std::span<const CommandSpec> AllCommands() { return kCommands; }
 
 const CommandSpec* FindCommand(std::string_view name) {
-  for (const CommandSpec& c : kCommands) {
-    if (EqualsIgnoreCase(c.name, name)) return &c;
+  // Runs for every request: lower-case into a small buffer and hash, instead
+  // of comparing against every name.
+  static const auto* const kIndex = [] {
+    auto* m = new std::unordered_map<std::string_view, const CommandSpec*>();
+    for (const CommandSpec& c : kCommands) m->emplace(c.name, &c);
+    return m;
+  }();
+  char buf[32];
+  if (name.size() > sizeof buf) return nullptr;
+  for (size_t i = 0; i < name.size(); ++i) {
+    char c = name[i];
+    buf[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
   }
-  return nullptr;
+  auto it = kIndex->find(std::string_view(buf, name.size()));
+  return it == kIndex->end() ? nullptr : it->second;
 }
 
 bool ArityOk(const CommandSpec& spec, size_t argc) {
