@@ -1630,8 +1630,12 @@ int RunImport(const ImportOptions& opts, const Connector& connect) {
   }
   const uint64_t resume = imp.ResumePoint();
   const uint64_t committed = imp.committed_rows();
-  std::fprintf(stderr, "flin import: %s rows were committed before the error\n",
-               WithCommas(committed).c_str());
+  if (committed > 0) {
+    std::fprintf(stderr, "flin import: %s rows were committed before the error\n",
+                 WithCommas(committed).c_str());
+  } else {
+    std::fprintf(stderr, "flin import: nothing was written\n");
+  }
   if (resume > 0) {
     std::fprintf(stderr,
                  "flin import: to continue without redoing them, run the same command with "
