@@ -235,6 +235,7 @@ int RunInteractive(Session& s) {
     if (IsBlankOrComment(text)) continue;
     add_history(text.c_str());
     write_history(history.c_str());
+    ::chmod(history.c_str(), 0600);  // commands may hold secrets (AUTH)
     if (split.kind == SplitResult::Kind::kError) {
       std::fprintf(stderr, "(error) %s\n", split.error.c_str());
       continue;

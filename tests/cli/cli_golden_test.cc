@@ -10,6 +10,7 @@
 #include <pty.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -744,7 +745,12 @@ TEST_F(CliTest, InteractiveShell) {
     pty.Send("quit\r");
     EXPECT_EQ(pty.Wait(), 0);
   }
-  // History persisted, including the multi-line entry.
+  // History persisted, private to the user.
+  struct stat st {};
+  ASSERT_EQ(stat((state + "/flin/history").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(stat((state + "/flin").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
   std::ifstream h(state + "/flin/history");
   std::stringstream ss;
   ss << h.rdbuf();
