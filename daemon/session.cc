@@ -19,6 +19,9 @@ namespace {
 
 constexpr size_t kMinRead = 16 * 1024;
 constexpr size_t kShrinkAbove = 1 << 20;
+// How far a pipelining client may run ahead of its unacknowledged writes.
+constexpr size_t kMaxPendingWrites = 1024;
+constexpr size_t kMaxDeferredOutput = 1 << 20;
 
 net::RequestLimits LimitsFrom(const Config& c) {
   net::RequestLimits l;
@@ -252,6 +255,17 @@ asio::awaitable<void> Session::Run() {
         // A partial command now starts at offset 0: the parser's saved
         // progress is relative to the command start, so it stays valid.
         if (in_len_) std::memmove(in_.get(), in_.get() + pos, in_len_);
+      }
+      if (pending_ > 0 && !close) {
+        // More of this client's pipeline is already here: read and propose
+        // it too, so one group commit covers it, instead of waiting for
+        // these writes first. Bounded, so replies keep flowing.
+        std::error_code aec;
+        size_t avail = socket_.available(aec);
+        if (!aec && avail > 0 && pending_ < kMaxPendingWrites &&
+            pending_output() < kMaxDeferredOutput) {
+          continue;
+        }
       }
       if (pending_ > 0) co_await WaitPending();
       co_await Flush();
