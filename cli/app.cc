@@ -238,10 +238,9 @@ Result<std::unique_ptr<client::Connection>> Session::Connect() const {
   auto conn = client::Connection::Connect(*addr, co);
   if (!conn.ok()) {
     const Status& st = conn.status();
-    if (st.code() == Status::Code::kServer) return st;  // AUTH refused
-    return Status(st.code() == Status::Code::kTimeout
-                      ? Status::Timeout("cannot connect to " + address_ + ": " + st.message())
-                      : Status::Unavailable("cannot connect to " + address_ + ": " + st.message()));
+    // The client library's errors already read "cannot connect to ADDR: why"
+    // (and AUTH refusals carry the server's text).
+    return st;
   }
   return conn;
 }
