@@ -29,10 +29,10 @@ class Message {
 
 }  // namespace flin::log
 
-#define FLIN_LOG(level)                                                  \
-  (::flin::log::Level::level < ::flin::log::GetLevel())                  \
-      ? (void)0                                                          \
-      : ::flin::internal::Voidify() &                                    \
+#define FLIN_LOG(level)                                 \
+  (::flin::log::Level::level < ::flin::log::GetLevel()) \
+      ? (void)0                                         \
+      : ::flin::internal::Voidify() &                   \
             ::flin::log::Message(::flin::log::Level::level, __FILE__, __LINE__).stream()
 #define LOG_DEBUG FLIN_LOG(kDebug)
 #define LOG_INFO FLIN_LOG(kInfo)

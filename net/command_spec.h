@@ -12,10 +12,10 @@
 namespace flin::net {
 
 enum CommandFlag : uint32_t {
-  kCmdRead = 1u << 0,     // reads the keyspace (linearizable unless stale)
-  kCmdWrite = 1u << 1,    // proposes an entry
-  kCmdAdmin = 1u << 2,    // server / cluster administration
-  kCmdNoAuth = 1u << 3,   // allowed before AUTH (AUTH HELLO PING QUIT)
+  kCmdRead = 1u << 0,        // reads the keyspace (linearizable unless stale)
+  kCmdWrite = 1u << 1,       // proposes an entry
+  kCmdAdmin = 1u << 2,       // server / cluster administration
+  kCmdNoAuth = 1u << 3,      // allowed before AUTH (AUTH HELLO PING QUIT)
   kCmdConnection = 1u << 4,  // touches only the connection (PING ECHO QUIT ...)
 };
 
