@@ -141,8 +141,8 @@ Commands::Commands(Server& server) : server_(server) {
       {"pexpireat", &Commands::Expire},
       {"ttl", &Commands::Ttl},
       {"pttl", &Commands::Ttl},
-      {"expiretime", &Commands::ExpireTime},
-      {"pexpiretime", &Commands::ExpireTime},
+      {"expiretime", &Commands::Ttl},
+      {"pexpiretime", &Commands::Ttl},
       {"persist", &Commands::Persist},
       {"type", &Commands::Type},
       {"scan", &Commands::Scan},
@@ -653,28 +653,22 @@ void Commands::Expire(Session& s, const Args& a) {
   Propose(s, cmd);
 }
 
+// TTL, PTTL, EXPIRETIME, PEXPIRETIME: -2 missing, -1 no expiry, else the
+// remaining (rounded like Redis) or absolute time in seconds or ms.
 void Commands::Ttl(Session& s, const Args& a) {
-  bool ms = EqualsIgnoreCase(a[0], "pttl");
+  std::string name = ToLower(a[0]);
+  bool ms = name[0] == 'p';
+  bool absolute = name.ends_with("expiretime");
   int64_t now = WallMillis();
-  auto r = server_.node().WithStore([&](store::KvStore& kv) { return kv.Get(a[1], now); });
+  auto r = server_.node().WithStore([&](store::KvStore& kv) { return kv.ExpiresAt(a[1], now); });
   auto w = s.Reply();
   if (!r.ok()) return w.Error("ERR " + r.status().message());
   if (!r->has_value()) return w.Integer(-2);
-  int64_t exp = (*r)->expires_at;
+  int64_t exp = **r;
   if (exp == 0) return w.Integer(-1);
+  if (absolute) return w.Integer(ms ? exp : exp / 1000);
   int64_t left = std::max<int64_t>(exp - now, 0);
   w.Integer(ms ? left : (left + 500) / 1000);
-}
-
-void Commands::ExpireTime(Session& s, const Args& a) {
-  bool ms = EqualsIgnoreCase(a[0], "pexpiretime");
-  auto r = server_.node().WithStore([&](store::KvStore& kv) { return kv.Get(a[1], WallMillis()); });
-  auto w = s.Reply();
-  if (!r.ok()) return w.Error("ERR " + r.status().message());
-  if (!r->has_value()) return w.Integer(-2);
-  int64_t exp = (*r)->expires_at;
-  if (exp == 0) return w.Integer(-1);
-  w.Integer(ms ? exp : exp / 1000);
 }
 
 void Commands::Persist(Session& s, const Args& a) {

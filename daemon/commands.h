@@ -65,7 +65,6 @@ class Commands {
   void Exists(Session&, const Args&);
   void Expire(Session&, const Args&);
   void Ttl(Session&, const Args&);
-  void ExpireTime(Session&, const Args&);
   void Persist(Session&, const Args&);
   void Type(Session&, const Args&);
   void Scan(Session&, const Args&);

@@ -511,6 +511,17 @@ Result<bool> KvStore::Exists(std::string_view key, int64_t now_ms) {
   return Live(ColumnExpiry(get_, 1), now_ms);
 }
 
+Result<std::optional<int64_t>> KvStore::ExpiresAt(std::string_view key, int64_t now_ms) {
+  StmtGuard g(get_);
+  BindBlob(get_, 1, key);
+  int rc = sqlite3_step(get_);
+  if (rc == SQLITE_DONE) return std::optional<int64_t>();
+  if (rc != SQLITE_ROW) return SqlError("TTL");
+  int64_t exp = ColumnExpiry(get_, 1);
+  if (!Live(exp, now_ms)) return std::optional<int64_t>();
+  return std::optional<int64_t>(exp);
+}
+
 Status KvStore::ScanKeys(std::string_view after, std::string_view prefix, size_t limit,
                          int64_t now_ms, std::vector<std::string>* keys, std::string* last,
                          size_t* examined) {

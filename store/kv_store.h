@@ -79,6 +79,9 @@ class KvStore {
   };
   Result<std::optional<Item>> Get(std::string_view key, int64_t now_ms);
   Result<bool> Exists(std::string_view key, int64_t now_ms);
+  // The expiry of a live key (0 = none) without copying its value;
+  // nullopt when the key is absent.
+  Result<std::optional<int64_t>> ExpiresAt(std::string_view key, int64_t now_ms);
   // Up to `limit` live keys > `after` (or >= when after is empty) that start
   // with `prefix`, in key order. *examined counts rows looked at (expired
   // ones included) and *last the last key looked at, for cursors.
