@@ -174,6 +174,7 @@ bool Flind::Start(std::string* why) {
       _exit(127);
     }
     pid_ = pid;
+    if (!opts_.wait_ready) return true;
     bool exited = false;
     bool up = WaitFor([&] {
       int status;
@@ -223,6 +224,34 @@ int Flind::Terminate() {
   waitpid(pid_, &status, 0);
   pid_ = -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int Flind::Terminate(std::chrono::milliseconds grace) {
+  if (pid_ <= 0) return -1;
+  kill(pid_, SIGTERM);
+  kill(pid_, SIGCONT);
+  int status = 0;
+  bool exited = WaitFor([&] { return waitpid(pid_, &status, WNOHANG) == pid_; }, grace);
+  if (!exited) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, &status, 0);
+  }
+  pid_ = -1;
+  last_exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return last_exit_status_;
+}
+
+void Flind::Signal(int sig) const {
+  if (pid_ > 0) kill(pid_, sig);
+}
+
+bool Flind::Alive() {
+  if (pid_ <= 0) return false;
+  int status = 0;
+  if (waitpid(pid_, &status, WNOHANG) != pid_) return true;
+  pid_ = -1;
+  last_exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return false;
 }
 
 std::unique_ptr<client::Connection> Flind::Connect(bool tcp, client::ConnectOptions opts) const {

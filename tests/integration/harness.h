@@ -53,6 +53,9 @@ class Flind {
     std::string data_dir;  // empty: a fresh TempDir owned by this object
     bool tcp = true;
     std::vector<std::string> extra_args;
+    // false: Start() returns once the process is forked (for daemons that
+    // are expected not to come up, or that answer PING only later).
+    bool wait_ready = true;
   };
   explicit Flind(Options opts);
   Flind() : Flind(Options{}) {}
@@ -65,6 +68,17 @@ class Flind {
   bool Start(std::string* why = nullptr);
   void Kill9();     // SIGKILL + reap
   int Terminate();  // SIGTERM + reap; returns the exit status (-1 on signal)
+  // SIGTERM, then SIGKILL if it has not exited after `grace`; reaps. Returns
+  // the exit status (-1 on signal). A stopped (SIGSTOP) process is continued.
+  int Terminate(std::chrono::milliseconds grace);
+  // Sends `sig` (SIGSTOP, SIGCONT, ...) to the running process.
+  void Signal(int sig) const;
+  // False once the process has exited (it is then reaped and running()
+  // becomes false); last_exit_status() says how.
+  bool Alive();
+  int last_exit_status() const { return last_exit_status_; }
+  // Arguments used by the next Start().
+  void set_extra_args(std::vector<std::string> args) { opts_.extra_args = std::move(args); }
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
 
@@ -86,6 +100,7 @@ class Flind {
   std::string log_path_;
   uint16_t port_ = 0;
   pid_t pid_ = -1;
+  int last_exit_status_ = 0;  // -1: killed by a signal
 };
 
 // Shorthand: run one command and return the reply.

@@ -1,0 +1,174 @@
+// Cluster: an N-node flind cluster on loopback for fault tests.
+//
+// Every node gets its own temp data dir, client port, unix socket and peer
+// port; all share one secret file. With `proxies` on, peer traffic runs
+// through a TcpProxy link per ordered pair of initial members: node i's
+// --initial-cluster list names, for each other node j, the address of the
+// link (i -> j) that forwards to j's real --peer-listen port. flind's peer
+// transport sends i's messages to j only on connections i dialed, so that
+// link carries exactly the traffic from i to j (plus handshake replies):
+// cutting it is a one-way partition i -/-> j, cutting both links of a pair
+// a symmetric one, Isolate(i) cuts i off from everyone. Nodes added later
+// (AddNode) are dialed at their real peer address (no proxy).
+//
+// Node ids are flind's node ids (1..N for the initial members); every
+// method takes ids, not indexes.
+//
+// Thread-safety: StatusOf(), Connect() and the partition controls may be
+// called from any thread; starting, stopping, adding and removing nodes
+// belong to the test thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "net/client.h"
+#include "tests/integration/harness.h"
+#include "tests/integration/tcp_proxy.h"
+
+namespace flin::test {
+
+struct ClusterOptions {
+  int nodes = 3;
+  bool proxies = true;  // per-pair proxies between the initial members
+  int tick_ms = 50;     // election timeout is 10-20 ticks
+  int request_timeout_ms = 1000;
+  int snapshot_entries = 0;             // 0: flind's default
+  std::vector<std::string> extra_args;  // given to every node
+};
+
+// One parsed CLUSTER.STATUS member entry.
+struct MemberStatus {
+  uint64_t id = 0;
+  std::string peer_addr;
+  std::string kind;  // "voter" | "learner"
+  int64_t match = -1;
+  int64_t lag = -1;
+  bool self = false;
+  bool leader = false;
+};
+
+// A parsed CLUSTER.STATUS reply.
+struct NodeStatus {
+  std::string mode;
+  std::string cluster_id;
+  uint64_t node_id = 0;
+  std::string role;
+  uint64_t leader_id = 0;
+  uint64_t term = 0;
+  uint64_t commit_index = 0;
+  uint64_t applied_index = 0;
+  uint64_t last_index = 0;
+  std::vector<MemberStatus> members;
+
+  const MemberStatus* member(uint64_t id) const;
+  std::string ToString() const;  // one line, for failure messages
+};
+
+// Parses the flat field/value array of CLUSTER.STATUS (fields in any order;
+// unknown fields ignored). Errors: Protocol, naming what is missing.
+Result<NodeStatus> ParseClusterStatus(const client::Reply& reply);
+
+class Cluster {
+ public:
+  explicit Cluster(ClusterOptions opts = {});
+  ~Cluster();  // terminates every node (continuing stopped ones first)
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+
+  // Starts the initial members (static formation with --initial-cluster)
+  // and waits until each answers PING. False with the logs in *why.
+  bool Start(std::string* why = nullptr);
+
+  const ClusterOptions& options() const { return opts_; }
+  // Ids of the nodes this harness manages (running or not), ascending.
+  std::vector<uint64_t> ids() const;
+  // Ids of nodes whose process runs and is not SIGSTOPped.
+  std::vector<uint64_t> up_ids() const;
+  Flind& flind(uint64_t id);
+  std::string secret_path() const { return secret_path_; }
+  std::string client_addr(uint64_t id) const;  // 127.0.0.1:PORT
+  uint16_t peer_port(uint64_t id) const;
+
+  // CLUSTER.STATUS of one node (a fresh connection with short timeouts).
+  Result<NodeStatus> StatusOf(uint64_t id) const;
+  // Polls the nodes in `among` (default: up_ids()) until all report the
+  // same leader L, L is among them and says it is the leader. Returns L,
+  // or 0 when that did not happen within `deadline`.
+  uint64_t WaitLeader(std::chrono::milliseconds deadline = std::chrono::seconds(30),
+                      std::vector<uint64_t> among = {}) const;
+  // Waits until the nodes in `among` (default: up_ids()) agree on a leader
+  // whose commit index equals its last index, and every one of them has
+  // applied exactly that index (quiescent and converged: call it after the
+  // writers stopped).
+  bool WaitConverged(std::chrono::milliseconds deadline = std::chrono::seconds(60),
+                     std::vector<uint64_t> among = {}) const;
+
+  // Process control. Restart() starts a killed/terminated node again on the
+  // same data dir and ports.
+  void Kill9(uint64_t id);
+  void Stop(uint64_t id);  // SIGSTOP
+  void Cont(uint64_t id);  // SIGCONT
+  int Terminate(uint64_t id);
+  bool Restart(uint64_t id, std::string* why = nullptr);
+  void Wipe(uint64_t id);  // removes the data dir (node must not run)
+  bool stopped(uint64_t id) const;
+
+  // A client connection to the node's unix socket; nullptr when it fails.
+  std::unique_ptr<client::Connection> Connect(uint64_t id, client::ConnectOptions opts = {}) const;
+  // Runs one command on the node (fresh connection); Unavailable when it
+  // cannot connect.
+  Result<client::Reply> Command(uint64_t id, const std::vector<std::string_view>& args) const;
+
+  // Partitions (require options().proxies; only between initial members).
+  TcpProxy::Link* link(uint64_t from, uint64_t to);
+  void CutLink(uint64_t from, uint64_t to);  // closes and refuses from -> to
+  void CutLinkOneWay(uint64_t from,
+                     uint64_t to);         // swallows from -> to bytes, keeps the connection
+  void Partition(uint64_t a, uint64_t b);  // both directions
+  void Isolate(uint64_t id);               // from and to everyone
+  void HealAll();
+
+  // Membership. AddNode: CLUSTER.ADD <peer addr> on the leader, then starts
+  // a new flind with --node-id <id> --join <leader client addr>. With
+  // `secret_file` set, the new node uses that secret instead of the
+  // cluster's; with wait_ready false it is not required to answer PING.
+  struct AddOptions {
+    std::string secret_file;
+    bool wait_ready = true;
+  };
+  Result<uint64_t> AddNode(const AddOptions& add);
+  Result<uint64_t> AddNode() { return AddNode(AddOptions{}); }
+  // CLUSTER.REMOVE <id> on the leader; the process keeps running (Terminate
+  // it when the test wants).
+  Status RemoveNode(uint64_t id);
+
+  // The last `lines` lines of every node's log, for failure messages.
+  std::string Logs(size_t lines = 40) const;
+
+ private:
+  struct Node {
+    uint64_t id = 0;
+    uint16_t peer_port = 0;
+    std::unique_ptr<Flind> flind;
+    bool stopped = false;
+  };
+  Node& node(uint64_t id);
+  const Node& node(uint64_t id) const;
+  std::vector<std::string> CommonArgs(const Node& n) const;
+
+  ClusterOptions opts_;
+  TempDir root_;
+  std::string secret_path_;
+  std::unique_ptr<TcpProxy> proxy_;
+  std::map<std::pair<uint64_t, uint64_t>, TcpProxy::Link*> links_;  // (from, to)
+  std::map<uint64_t, std::unique_ptr<Node>> nodes_;
+};
+
+}  // namespace flin::test
