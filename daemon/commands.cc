@@ -12,7 +12,7 @@
 #include "base/glob.h"
 #include "base/log.h"
 #include "base/strings.h"
-#include "daemon/node.h"
+#include "daemon/engine.h"
 #include "daemon/server.h"
 #include "daemon/session.h"
 
@@ -154,6 +154,13 @@ Commands::Commands(Server& server) : server_(server) {
       {"export.begin", &Commands::ExportBegin},
       {"export.next", &Commands::ExportNext},
       {"export.end", &Commands::ExportEnd},
+      {"cluster.status", &Commands::ClusterStatus},
+      {"cluster.health", &Commands::ClusterHealth},
+      {"cluster.add", &Commands::ClusterAdd},
+      {"cluster.remove", &Commands::ClusterRemove},
+      {"cluster.transfer", &Commands::ClusterTransfer},
+      {"cluster.join", &Commands::ClusterJoin},
+      {"consistency", &Commands::Consistency},
   };
   for (const net::CommandSpec& spec : net::AllCommands()) {
     auto it = kByName.find(spec.name);
@@ -195,8 +202,8 @@ void Commands::Propose(Session& s, store::Command& cmd, std::string ok_reply) {
   std::string payload;
   store::EncodeCommand(cmd, &payload);
   size_t slot = s.BeginAsync();
-  server_.node().Propose(std::move(payload), [self = s.shared_from_this(), slot,
-                                              ok = std::move(ok_reply)](store::ApplyResult r) {
+  server_.engine().Propose(std::move(payload), [self = s.shared_from_this(), slot,
+                                                ok = std::move(ok_reply)](store::ApplyResult r) {
     if (!ok.empty() && r.kind == store::ApplyResult::Kind::kOk) {
       r = store::ApplyResult::Bulk(ok);
     }
@@ -397,7 +404,7 @@ std::string Commands::InfoText(std::string_view section) {
   std::string want = ToLower(section);
   bool all = want.empty() || want == "all" || want == "default" || want == "everything";
   const daemon::Config& c = server_.config();
-  NodeStats ns = server_.node().Stats();
+  NodeStats ns = server_.engine().Stats();
   std::ostringstream o;
   if (all || want == "server") {
     o << "# Server\r\nflin_version:0.1.0\r\nredis_version:7.0.0\r\nredis_mode:standalone\r\n"
@@ -426,13 +433,23 @@ std::string Commands::InfoText(std::string_view section) {
       << "\r\nproposals:" << ns.proposals << "\r\n\r\n";
   }
   if (all || want == "replication" || want == "raft") {
-    o << "# Replication\r\nrole:master\r\nraft_role:leader\r\nraft_members:1\r\n"
-      << "raft_commit_index:" << ns.synced_index << "\r\nraft_applied_index:" << ns.applied_index
-      << "\r\n\r\n";
+    ClusterInfo ci = server_.engine().Info();
+    size_t voters = 0;
+    for (const ClusterMember& m : ci.members) voters += m.voter;
+    o << "# Replication\r\nrole:" << (ci.role == "leader" || !ci.clustered ? "master" : "slave")
+      << "\r\n\r\n# Raft\r\nraft_mode:" << (ci.clustered ? "cluster" : "standalone")
+      << "\r\nraft_cluster_id:" << ci.cluster_id << "\r\nraft_node_id:" << ci.node_id
+      << "\r\nraft_role:" << (ci.clustered ? ci.role : "leader")
+      << "\r\nraft_leader_id:" << ci.leader_id << "\r\nraft_term:" << ci.term
+      << "\r\nraft_members:" << ci.members.size() << "\r\nraft_voters:" << voters
+      << "\r\nraft_commit_index:" << ci.commit_index
+      << "\r\nraft_applied_index:" << ci.applied_index << "\r\nraft_last_index:" << ci.last_index
+      << "\r\nraft_snapshots_created:" << ns.snapshots_created
+      << "\r\nraft_snapshots_installed:" << ns.snapshots_installed << "\r\n\r\n";
   }
   if (all || want == "keyspace") {
     auto n =
-        server_.node().WithStore([](store::KvStore& st) { return st.CountLive(WallMillis()); });
+        server_.engine().WithStore([](store::KvStore& st) { return st.CountLive(WallMillis()); });
     o << "# Keyspace\r\n";
     if (n.ok() && *n > 0) o << "db0:keys=" << *n << ",expires=0,avg_ttl=0\r\n";
     o << "\r\n";
@@ -446,7 +463,8 @@ void Commands::Info(Session& s, const Args& a) {
 }
 
 void Commands::DbSize(Session& s, const Args&) {
-  auto n = server_.node().WithStore([](store::KvStore& st) { return st.CountLive(WallMillis()); });
+  auto n =
+      server_.engine().WithStore([](store::KvStore& st) { return st.CountLive(WallMillis()); });
   if (!n.ok()) return s.Reply().Error("ERR " + n.status().message());
   s.Reply().Integer(*n);
 }
@@ -500,7 +518,8 @@ void Commands::ConfigGet(Session& s, const Args& a) {
 // ---- keys ----
 
 void Commands::Get(Session& s, const Args& a) {
-  auto r = server_.node().WithStore([&](store::KvStore& st) { return st.Get(a[1], WallMillis()); });
+  auto r =
+      server_.engine().WithStore([&](store::KvStore& st) { return st.Get(a[1], WallMillis()); });
   auto w = s.Reply();
   if (!r.ok()) return w.Error("ERR " + r.status().message());
   if (!r->has_value()) return w.Nil();
@@ -527,7 +546,7 @@ void Commands::MGet(Session& s, const Args& a) {
   std::string out;
   net::ReplyWriter w(&out);
   w.ArrayHeader(a.size() - 1);
-  Status st = server_.node().WithStore([&](store::KvStore& kv) {
+  Status st = server_.engine().WithStore([&](store::KvStore& kv) {
     int64_t now = WallMillis();
     for (size_t i = 1; i < a.size(); ++i) {
       auto r = kv.Get(a[i], now);
@@ -600,7 +619,7 @@ void Commands::Del(Session& s, const Args& a) {
 }
 
 void Commands::Exists(Session& s, const Args& a) {
-  auto r = server_.node().WithStore([&](store::KvStore& kv) -> Result<int64_t> {
+  auto r = server_.engine().WithStore([&](store::KvStore& kv) -> Result<int64_t> {
     int64_t now = WallMillis(), n = 0;
     for (size_t i = 1; i < a.size(); ++i) {
       auto e = kv.Exists(a[i], now);
@@ -660,7 +679,7 @@ void Commands::Ttl(Session& s, const Args& a) {
   bool ms = name[0] == 'p';
   bool absolute = name.ends_with("expiretime");
   int64_t now = WallMillis();
-  auto r = server_.node().WithStore([&](store::KvStore& kv) { return kv.ExpiresAt(a[1], now); });
+  auto r = server_.engine().WithStore([&](store::KvStore& kv) { return kv.ExpiresAt(a[1], now); });
   auto w = s.Reply();
   if (!r.ok()) return w.Error("ERR " + r.status().message());
   if (!r->has_value()) return w.Integer(-2);
@@ -680,7 +699,7 @@ void Commands::Persist(Session& s, const Args& a) {
 
 void Commands::Type(Session& s, const Args& a) {
   auto r =
-      server_.node().WithStore([&](store::KvStore& kv) { return kv.Exists(a[1], WallMillis()); });
+      server_.engine().WithStore([&](store::KvStore& kv) { return kv.Exists(a[1], WallMillis()); });
   if (!r.ok()) return s.Reply().Error("ERR " + r.status().message());
   s.Reply().Status(*r ? "string" : "none");
 }
@@ -719,7 +738,7 @@ void Commands::Scan(Session& s, const Args& a) {
   std::vector<std::string> keys;
   std::string last;
   size_t examined = 0;
-  Status st = server_.node().WithStore([&](store::KvStore& kv) {
+  Status st = server_.engine().WithStore([&](store::KvStore& kv) {
     return kv.ScanKeys(after, prefix, static_cast<size_t>(count), WallMillis(), &keys, &last,
                        &examined);
   });
@@ -760,7 +779,7 @@ void Commands::Keys(Session& s, const Args& a) {
     std::string last;
     size_t examined = 0;
     const size_t chunk = 4096;  // bounded work per store lock: writes keep flowing
-    Status st = server_.node().WithStore([&](store::KvStore& kv) {
+    Status st = server_.engine().WithStore([&](store::KvStore& kv) {
       return kv.ScanKeys(after, prefix, chunk, WallMillis(), &keys, &last, &examined);
     });
     if (!st.ok()) return s.Reply().Error("ERR " + st.message());
@@ -830,7 +849,7 @@ void Commands::ExportBegin(Session& s, const Args& a) {
   std::string_view prefix = a.size() > 1 ? a[1] : "";
   // Commit first: the snapshot connection sees only committed state, and it
   // must include every write acknowledged so far.
-  auto snap = server_.node().WithStore(
+  auto snap = server_.engine().WithStore(
       [&](store::KvStore& kv) -> Result<std::unique_ptr<store::KvStore::Snapshot>> {
         Status st = kv.Commit();
         if (!st.ok()) return st;
@@ -873,6 +892,153 @@ void Commands::ExportNext(Session& s, const Args& a) {
 
 void Commands::ExportEnd(Session& s, const Args& a) {
   exports_.erase(std::string(a[1]));
+  s.Reply().Ok();
+}
+
+}  // namespace flin::daemon
+
+namespace flin::daemon {
+
+// ---- cluster ----
+
+void Commands::ClusterStatus(Session& s, const Args&) {
+  ClusterInfo ci = server_.engine().Info();
+  net::ReplyWriter w = s.Reply();
+  w.ArrayHeader(20);
+  w.Bulk("mode");
+  w.Bulk(ci.clustered ? "cluster" : "standalone");
+  w.Bulk("cluster_id");
+  w.Bulk(ci.cluster_id);
+  w.Bulk("node_id");
+  w.Integer(static_cast<int64_t>(ci.node_id));
+  w.Bulk("role");
+  w.Bulk(ci.role);
+  w.Bulk("leader_id");
+  w.Integer(static_cast<int64_t>(ci.leader_id));
+  w.Bulk("term");
+  w.Integer(static_cast<int64_t>(ci.term));
+  w.Bulk("commit_index");
+  w.Integer(static_cast<int64_t>(ci.commit_index));
+  w.Bulk("applied_index");
+  w.Integer(static_cast<int64_t>(ci.applied_index));
+  w.Bulk("last_index");
+  w.Integer(static_cast<int64_t>(ci.last_index));
+  w.Bulk("members");
+  w.ArrayHeader(ci.members.size());
+  for (const ClusterMember& m : ci.members) {
+    w.ArrayHeader(14);
+    w.Bulk("id");
+    w.Integer(static_cast<int64_t>(m.id));
+    w.Bulk("peer_addr");
+    w.Bulk(m.peer_addr);
+    w.Bulk("kind");
+    w.Bulk(m.voter ? "voter" : "learner");
+    w.Bulk("match");
+    w.Integer(m.match);
+    w.Bulk("lag");
+    w.Integer(m.lag);
+    w.Bulk("self");
+    w.Integer(m.self);
+    w.Bulk("leader");
+    w.Integer(m.leader);
+  }
+}
+
+void Commands::ClusterHealth(Session& s, const Args&) {
+  ClusterInfo ci = server_.engine().Info();
+  if (!ci.clustered) return s.Reply().Ok();
+  if (ci.leader_id == 0) return s.Reply().Error("TRYAGAIN no leader");
+  if (ci.applied_index < ci.commit_index) {
+    return s.Reply().Error("TRYAGAIN catching up: applied " + std::to_string(ci.applied_index) +
+                           " of " + std::to_string(ci.commit_index));
+  }
+  s.Reply().Ok();
+}
+
+namespace {
+// Error texts from the engine already start with a RESP error code.
+std::string ErrorText(const Status& st) {
+  const std::string& m = st.message();
+  if (m.rfind("ERR ", 0) == 0 || m.rfind("TRYAGAIN ", 0) == 0) return m;
+  return "ERR " + m;
+}
+}  // namespace
+
+void Commands::ClusterAdd(Session& s, const Args& a) {
+  if (a.size() > 3) return s.Reply().Error(kSyntax);
+  uint64_t id = 0;
+  if (a.size() == 3) {
+    auto v = ParseInt64(a[2]);
+    if (!v || *v <= 0) return s.Reply().Error("ERR node id must be a positive integer");
+    id = static_cast<uint64_t>(*v);
+  }
+  size_t slot = s.BeginAsync();
+  server_.engine().AddMember(
+      std::string(a[1]), id, [self = s.shared_from_this(), slot](Result<uint64_t> r) {
+        if (!r.ok()) {
+          return self->Complete(slot, store::ApplyResult::Error(ErrorText(r.status())));
+        }
+        self->Complete(slot, store::ApplyResult::Int(static_cast<int64_t>(*r)));
+      });
+}
+
+void Commands::ClusterRemove(Session& s, const Args& a) {
+  auto v = ParseInt64(a[1]);
+  if (!v || *v <= 0) return s.Reply().Error("ERR node id must be a positive integer");
+  size_t slot = s.BeginAsync();
+  server_.engine().RemoveMember(
+      static_cast<uint64_t>(*v), [self = s.shared_from_this(), slot](Status st) {
+        self->Complete(
+            slot, st.ok() ? store::ApplyResult::Ok() : store::ApplyResult::Error(ErrorText(st)));
+      });
+}
+
+void Commands::ClusterTransfer(Session& s, const Args& a) {
+  if (a.size() > 2) return s.Reply().Error(kSyntax);
+  uint64_t id = 0;
+  if (a.size() == 2) {
+    auto v = ParseInt64(a[1]);
+    if (!v || *v <= 0) return s.Reply().Error("ERR node id must be a positive integer");
+    id = static_cast<uint64_t>(*v);
+  }
+  size_t slot = s.BeginAsync();
+  server_.engine().TransferLeader(id, [self = s.shared_from_this(), slot](Status st) {
+    self->Complete(slot,
+                   st.ok() ? store::ApplyResult::Ok() : store::ApplyResult::Error(ErrorText(st)));
+  });
+}
+
+void Commands::ClusterJoin(Session& s, const Args& a) {
+  auto v = ParseInt64(a[1]);
+  if (!v || *v < 0) return s.Reply().Error("ERR node id must be a non-negative integer");
+  size_t slot = s.BeginAsync();
+  server_.engine().Join(static_cast<uint64_t>(*v), std::string(a[2]), std::string(a[3]),
+                        [self = s.shared_from_this(), slot](Result<Engine::JoinReply> r) {
+                          std::string out;
+                          net::ReplyWriter w(&out);
+                          if (!r.ok()) {
+                            w.Error(ErrorText(r.status()));
+                          } else {
+                            w.ArrayHeader(3);
+                            w.Integer(static_cast<int64_t>(r->id));
+                            w.Bulk(r->cluster_id);
+                            w.Bulk(r->members);
+                          }
+                          self->CompleteRaw(slot, std::move(out));
+                        });
+}
+
+void Commands::Consistency(Session& s, const Args& a) {
+  if (a.size() > 2) return s.Reply().Error(kSyntax);
+  if (a.size() == 1) return s.Reply().Bulk(s.stale_reads() ? "stale" : "linearizable");
+  if (EqualsIgnoreCase(a[1], "stale")) {
+    s.set_stale_reads(true);
+  } else if (EqualsIgnoreCase(a[1], "linearizable")) {
+    s.set_stale_reads(false);
+  } else {
+    return s.Reply().Error("ERR consistency must be 'linearizable' or 'stale', not '" +
+                           Printable(a[1], 64) + "'");
+  }
   s.Reply().Ok();
 }
 

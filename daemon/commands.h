@@ -75,6 +75,13 @@ class Commands {
   void ExportBegin(Session&, const Args&);
   void ExportNext(Session&, const Args&);
   void ExportEnd(Session&, const Args&);
+  void ClusterStatus(Session&, const Args&);
+  void ClusterHealth(Session&, const Args&);
+  void ClusterAdd(Session&, const Args&);
+  void ClusterRemove(Session&, const Args&);
+  void ClusterTransfer(Session&, const Args&);
+  void ClusterJoin(Session&, const Args&);
+  void Consistency(Session&, const Args&);
 
   bool CheckAuthPassword(Session& s, std::string_view user, std::string_view pass);
   std::string InfoText(std::string_view section);

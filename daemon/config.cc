@@ -67,8 +67,35 @@ bool ParseConfig(int argc, char** argv, Config* c, int* exit_code) {
   app.add_option("--log-compact-mb", c->log_compact_mb,
                  "Compact the Raft log once it exceeds this many MiB")
       ->check(CLI::PositiveNumber);
+  std::string secret_file;
+  app.add_flag("--bootstrap", c->bootstrap,
+               "Start a new cluster with this node as its only member (first start only)");
+  app.add_option("--join", c->join,
+                 "Join the cluster of the member whose client address is HOST:PORT (first start "
+                 "only)");
+  app.add_option("--initial-cluster", c->initial_cluster,
+                 "Form a cluster from ID=PEERADDR,... given identically to every initial member "
+                 "(first start only)");
+  app.add_option("--node-id", c->node_id,
+                 "This node's id (default 1 with --bootstrap, allocated with --join)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--peer-listen", c->peer_listen, "Raft peer transport address HOST:PORT");
+  app.add_option("--peer-advertise", c->peer_advertise,
+                 "Peer address other members dial (default: --peer-listen)");
+  app.add_option("--cluster-secret-file", secret_file,
+                 "File holding the shared cluster secret (required in cluster mode)");
+  app.add_option("--request-timeout-ms", c->request_timeout_ms,
+                 "How long a write or linearizable read waits for a leader/quorum before "
+                 "-TRYAGAIN")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--tick-ms", c->tick_ms, "Raft tick; elections time out after 10-20 ticks")
+      ->check(CLI::Range(uint64_t{5}, uint64_t{10000}));
+  app.add_option("--snapshot-entries", c->snapshot_entries,
+                 "Snapshot state.db and compact the Raft log after this many applied entries")
+      ->check(CLI::PositiveNumber);
   app.footer(
-      "Files: <data-dir>/state.db (SQLite), <data-dir>/log/ (Raft log), <data-dir>/LOCK.\n"
+      "Files: <data-dir>/state.db (SQLite), <data-dir>/log/ (Raft log), <data-dir>/LOCK,\n"
+      "<data-dir>/cluster.json and <data-dir>/snap/ (cluster mode).\n"
       "Environment: XDG_DATA_HOME, HOME. See flind(8).");
   try {
     app.parse(argc, argv);
@@ -105,6 +132,22 @@ bool ParseConfig(int argc, char** argv, Config* c, int* exit_code) {
       return false;
     }
   }
+  if (!secret_file.empty()) {
+    std::ifstream in(secret_file);
+    if (!in) {
+      std::cerr << "flind: --cluster-secret-file: cannot read '" << secret_file << "'\n";
+      *exit_code = 2;
+      return false;
+    }
+    std::string secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+    if (secret.empty()) {
+      std::cerr << "flind: --cluster-secret-file: '" << secret_file << "' is empty\n";
+      *exit_code = 2;
+      return false;
+    }
+    c->cluster_secret = std::move(secret);
+  }
   return true;
 }
 
@@ -139,6 +182,10 @@ Status FinishConfig(Config* c) {
           "unauthenticated store (set --requirepass or --requirepass-file, or listen on "
           "127.0.0.1)");
     }
+  }
+  if (int{c->bootstrap} + int{!c->join.empty()} + int{!c->initial_cluster.empty()} > 1) {
+    return Status::InvalidArgument(
+        "--bootstrap, --join and --initial-cluster are alternatives: give one of them");
   }
   if (c->socket_path.size() >= 108) {
     return Status::InvalidArgument("--socket '" + c->socket_path +

@@ -32,6 +32,20 @@ struct Config {
   uint64_t apply_commit_entries = 50000;
   uint64_t log_compact_mb = 256;  // compact the log once it is this big
 
+  // Cluster (see flind(8) "CLUSTERS"). Without bootstrap/join/initial_cluster
+  // and without a cluster.json in the data dir, flind runs standalone.
+  bool bootstrap = false;
+  std::string join;             // a member's client address HOST:PORT
+  std::string initial_cluster;  // ID=HOST:PORT,...
+  uint64_t node_id = 0;
+  std::string peer_listen = "127.0.0.1:7380";
+  std::string peer_advertise;  // default: peer_listen
+  std::string cluster_secret;  // from --cluster-secret-file
+  uint64_t request_timeout_ms = 5000;
+  uint64_t tick_ms = 100;
+  uint64_t snapshot_entries = 100000;
+  bool cluster_flags() const { return bootstrap || !join.empty() || !initial_cluster.empty(); }
+
   // TCP host/port split from `listen` (valid when !listen_none()).
   std::string listen_host;
   uint16_t listen_port = 0;

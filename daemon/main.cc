@@ -23,6 +23,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "daemon/cluster_node.h"
 #include "daemon/config.h"
 #include "daemon/node.h"
 #include "daemon/server.h"
@@ -59,7 +60,7 @@ Result<int> LockDataDir(const std::string& dir) {
 
 // Proposes bounded sweeps of expired keys. Expiry decisions use the entry's
 // timestamp, so every replica deletes the same keys.
-asio::awaitable<void> ExpirySweeper(Node& node, asio::io_context& io, bool* stopping) {
+asio::awaitable<void> ExpirySweeper(Engine& node, asio::io_context& io, bool* stopping) {
   asio::steady_timer t(io);
   constexpr int64_t kBatch = 1000;
   while (!*stopping) {
@@ -67,6 +68,7 @@ asio::awaitable<void> ExpirySweeper(Node& node, asio::io_context& io, bool* stop
     std::error_code ec;
     co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (*stopping) break;
+    if (!node.ShouldSweep()) continue;
     auto has = node.WithStore([](store::KvStore& kv) { return kv.HasExpired(WallMillis()); });
     if (!has.ok() || !*has) continue;
     store::Command cmd;
@@ -104,23 +106,53 @@ int Run(int argc, char** argv) {
   nopts.cache_bytes = static_cast<int64_t>(config.cache_mb) << 20;
   nopts.apply_commit_ms = static_cast<int64_t>(config.apply_commit_ms);
   nopts.log_compact_bytes = config.log_compact_mb << 20;
-  auto node = Node::Open(nopts, io);
-  if (!node.ok()) {
-    std::cerr << "flind: cannot open data dir " << config.data_dir << ": "
-              << node.status().message() << "\n";
+  std::unique_ptr<Engine> engine;
+  Status open_status;
+  if (config.cluster_flags() || ClusterNode::IsClusterDataDir(config.data_dir)) {
+    ClusterOptions copts;
+    copts.node = nopts;
+    copts.bootstrap = config.bootstrap;
+    copts.join = config.join;
+    copts.initial_cluster = config.initial_cluster;
+    copts.node_id = config.node_id;
+    copts.peer_listen = config.peer_listen;
+    copts.peer_advertise = config.peer_advertise;
+    copts.secret = config.cluster_secret;
+    copts.requirepass = config.requirepass;
+    copts.tick_ms = static_cast<int64_t>(config.tick_ms);
+    copts.request_timeout_ms = static_cast<int64_t>(config.request_timeout_ms);
+    copts.snapshot_entries = config.snapshot_entries;
+    auto cn = ClusterNode::Open(copts, io);
+    if (cn.ok()) {
+      engine = std::move(cn).value();
+    } else {
+      open_status = cn.status();
+    }
+  } else {
+    auto n = Node::Open(nopts, io);
+    if (n.ok()) {
+      engine = std::move(n).value();
+    } else {
+      open_status = n.status();
+    }
+  }
+  if (!engine) {
+    std::cerr << "flind: cannot open data dir " << config.data_dir << ": " << open_status.message()
+              << "\n";
     return 1;
   }
-  Server server(io, config, **node);
+  Engine* node = engine.get();
+  Server server(io, config, *node);
   st = server.Start();
   if (!st.ok()) {
     std::cerr << "flind: " << st.message() << "\n";
-    (*node)->Stop();
+    node->Stop();
     return 1;
   }
   LOG_INFO << "flind ready (pid " << getpid() << ", data dir " << config.data_dir << ")";
 
   bool stopping = false;
-  asio::co_spawn(io, ExpirySweeper(**node, io, &stopping), asio::detached);
+  asio::co_spawn(io, ExpirySweeper(*node, io, &stopping), asio::detached);
   asio::signal_set signals(io, SIGINT, SIGTERM);
   std::thread stopper;
   asio::steady_timer deadline(io);
@@ -132,7 +164,7 @@ int Run(int argc, char** argv) {
     // Node::Stop blocks until accepted batches are durable and applied; run
     // it off the io thread so their replies can still be written.
     stopper = std::thread([&] {
-      (*node)->Stop();
+      node->Stop();
       asio::post(io, [&] {
         server.ShutdownSessions();
         // Wait for sessions to write their last replies, but never longer
@@ -154,7 +186,7 @@ int Run(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   io.run();
   if (stopper.joinable()) stopper.join();
-  (*node)->Stop();
+  node->Stop();
   LOG_INFO << "flind stopped cleanly";
   ::close(*lock);
   return 0;

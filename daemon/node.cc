@@ -11,7 +11,7 @@ namespace flin::daemon {
 
 namespace fs = std::filesystem;
 
-Node::Node(NodeOptions options, asio::io_context& io) : options_(std::move(options)), io_(io) {}
+Node::Node(NodeOptions options, asio::io_context& io) : Engine(io), options_(std::move(options)) {}
 
 Result<std::unique_ptr<Node>> Node::Open(const NodeOptions& options, asio::io_context& io) {
   std::unique_ptr<Node> node(new Node(options, io));
@@ -241,6 +241,25 @@ void Node::Stop() {
     Status s = store_->Commit();
     if (!s.ok()) LOG_ERROR << "final commit: " << s.ToString();
   }
+}
+
+void Node::ReadBarrier(StatusDone done) {
+  Post([done = std::move(done)] { done(Status::Ok()); });
+}
+
+ClusterInfo Node::Info() {
+  ClusterInfo info;
+  NodeStats st = Stats();
+  info.commit_index = st.synced_index;
+  info.applied_index = st.applied_index;
+  info.last_index = st.last_index;
+  info.term = term_;
+  ClusterMember self;
+  self.match = static_cast<int64_t>(st.applied_index);
+  self.lag = 0;
+  self.self = self.leader = true;
+  info.members.push_back(self);
+  return info;
 }
 
 NodeStats Node::Stats() {

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "daemon/engine.h"
 #include "store/command.h"
 #include "store/kv_store.h"
 #include "store/raft_log.h"
@@ -39,22 +40,8 @@ struct NodeOptions {
   uint64_t log_compact_bytes = 256ull << 20;
 };
 
-struct NodeStats {
-  uint64_t proposals = 0;
-  uint64_t log_syncs = 0;
-  uint64_t last_index = 0;
-  uint64_t synced_index = 0;
-  uint64_t applied_index = 0;
-  uint64_t committed_to_db_index = 0;
-  uint64_t log_first_index = 0;
-  uint64_t log_disk_bytes = 0;
-  uint64_t compactions = 0;
-};
-
-class Node {
+class Node : public Engine {
  public:
-  using Done = std::function<void(store::ApplyResult)>;
-
   // Opens (or creates) the log and state.db under options.data_dir and
   // replays log entries above state.db's applied index.
   static Result<std::unique_ptr<Node>> Open(const NodeOptions& options, asio::io_context& io);
@@ -65,20 +52,16 @@ class Node {
   // Proposes an encoded store::Command. `done` runs on the io_context once
   // the entry is durable and applied (or with an error result if the node
   // is stopping or the log failed).
-  void Propose(std::string payload, Done done);
-
-  // Runs f(store) under the store mutex: reads see every applied entry.
-  template <typename F>
-  auto WithStore(F&& f) {
-    std::lock_guard<std::mutex> lock(store_mu_);
-    return f(*store_);
-  }
+  void Propose(std::string payload, Done done) override;
+  // Every applied write is visible to every reader at once: nothing to wait for.
+  void ReadBarrier(StatusDone done) override;
+  ClusterInfo Info() override;
 
   // Stops accepting proposals, finishes those already accepted (durable and
   // applied, callbacks posted), commits state.db. Idempotent.
-  void Stop();
+  void Stop() override;
 
-  NodeStats Stats();
+  NodeStats Stats() override;
 
  private:
   struct Proposal {
@@ -99,11 +82,7 @@ class Node {
   void Fail(std::vector<Done> dones, const std::string& why);
 
   NodeOptions options_;
-  asio::io_context& io_;
   std::unique_ptr<store::RaftLog> log_;
-
-  std::mutex store_mu_;
-  std::unique_ptr<store::KvStore> store_;  // GUARDED_BY(store_mu_)
 
   std::mutex mu_;
   std::condition_variable log_cv_, apply_cv_;

@@ -17,10 +17,10 @@
 
 namespace flin::daemon {
 
-Server::Server(asio::io_context& io, const Config& config, Node& node)
+Server::Server(asio::io_context& io, const Config& config, Engine& engine)
     : io_(io),
       config_(config),
-      node_(node),
+      engine_(engine),
       commands_(std::make_unique<Commands>(*this)),
       start_ms_(WallMillis()) {}
 

@@ -16,7 +16,7 @@
 namespace flin::daemon {
 
 class Commands;
-class Node;
+class Engine;
 class Session;
 
 struct ServerStats {
@@ -29,7 +29,7 @@ struct ServerStats {
 
 class Server {
  public:
-  Server(asio::io_context& io, const Config& config, Node& node);
+  Server(asio::io_context& io, const Config& config, Engine& engine);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -42,7 +42,7 @@ class Server {
   void ShutdownSessions();
 
   const Config& config() const { return config_; }
-  Node& node() { return node_; }
+  Engine& engine() { return engine_; }
   Commands& commands() { return *commands_; }
   ServerStats& stats() { return stats_; }
   size_t connected_clients() const { return sessions_.size(); }
@@ -58,7 +58,7 @@ class Server {
 
   asio::io_context& io_;
   const Config& config_;
-  Node& node_;
+  Engine& engine_;
   std::unique_ptr<Commands> commands_;
   std::unique_ptr<asio::ip::tcp::acceptor> tcp_;
   std::unique_ptr<asio::local::stream_protocol::acceptor> unix_;

@@ -7,10 +7,12 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <cstring>
+#include <optional>
 
 #include "base/clock.h"
 #include "base/log.h"
 #include "daemon/commands.h"
+#include "daemon/engine.h"
 #include "daemon/server.h"
 #include "net/command_spec.h"
 
@@ -149,6 +151,32 @@ asio::awaitable<void> Session::WaitPending() {
   }
 }
 
+asio::awaitable<bool> Session::ReadBarrier() {
+  struct State {
+    explicit State(const asio::any_io_executor& ex)
+        : timer(ex, asio::steady_timer::time_point::max()) {}
+    std::optional<Status> result;
+    asio::steady_timer timer;
+  };
+  uint64_t covers = bytes_read_;
+  auto st = std::make_shared<State>(socket_.get_executor());
+  server_.engine().ReadBarrier([st](Status s) {
+    st->result = std::move(s);
+    st->timer.cancel();
+  });
+  while (!st->result) {
+    std::error_code ec;
+    co_await st->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  if (!st->result->ok()) {
+    const std::string& m = st->result->message();
+    Reply().Error(m.rfind("TRYAGAIN", 0) == 0 || m.rfind("ERR", 0) == 0 ? m : "ERR " + m);
+    co_return false;
+  }
+  barrier_covers_ = std::max(barrier_covers_, covers);
+  co_return true;
+}
+
 asio::awaitable<void> Session::Flush() {
   if (slots_.empty()) co_return;
   std::vector<asio::const_buffer> bufs;
@@ -214,6 +242,7 @@ asio::awaitable<void> Session::Run() {
       size_t n = co_await socket_.async_read_some(
           asio::buffer(in_.get() + in_len_, in_cap_ - in_len_), asio::use_awaitable);
       in_len_ += n;
+      bytes_read_ += n;
       last_active_ms_ = MonoMillis();
       server_.stats().bytes_in += n;
       size_t pos = 0;
@@ -232,7 +261,20 @@ asio::awaitable<void> Session::Run() {
         pos += consumed;
         if (args_.empty()) continue;
         const net::CommandSpec* spec = net::FindCommand(args_[0]);
-        if (spec && (spec->flags & net::kCmdRead) && pending_ > 0) co_await WaitPending();
+        if (spec && (spec->flags & net::kCmdRead)) {
+          if (pending_ > 0) co_await WaitPending();
+          // Cluster mode: a linearizable read needs a barrier requested
+          // after the read arrived; one barrier covers every command that
+          // had arrived when it was requested (a pipeline of reads shares it).
+          uint64_t end = bytes_read_ - in_len_ + pos;
+          if (authenticated_ && !stale_reads_ && end > barrier_covers_ &&
+              server_.engine().clustered()) {
+            if (!co_await ReadBarrier()) {
+              server_.stats().commands++;
+              continue;
+            }
+          }
+        }
         commands.Execute(*this, spec, args_);
         server_.stats().commands++;
         if (close_after_reply_) close = true;

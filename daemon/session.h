@@ -57,6 +57,9 @@ class Session : public std::enable_shared_from_this<Session> {
   const std::string& peer() const { return peer_; }
   int64_t created_ms() const { return created_ms_; }
   size_t pending_output() const;
+  // CONSISTENCY stale: reads skip the Raft read barrier (cluster mode).
+  bool stale_reads() const { return stale_reads_; }
+  void set_stale_reads(bool v) { stale_reads_ = v; }
 
  private:
   struct Slot {
@@ -64,6 +67,9 @@ class Session : public std::enable_shared_from_this<Session> {
     bool ready = true;
   };
   asio::awaitable<void> WaitPending();
+  // Waits for a linearizable read barrier; false (and an error reply
+  // written) when none could be had.
+  asio::awaitable<bool> ReadBarrier();
   asio::awaitable<void> Flush();
   asio::awaitable<void> IdleWatchdog();
   void EnsureReadSpace(size_t want);
@@ -89,6 +95,11 @@ class Session : public std::enable_shared_from_this<Session> {
   bool close_after_reply_ = false;
   bool shutdown_ = false;
   bool closed_ = false;
+  bool stale_reads_ = false;
+  // Bytes read up to the last completed read barrier: commands that arrived
+  // before it may be served without another (they were invoked before it).
+  uint64_t bytes_read_ = 0;
+  uint64_t barrier_covers_ = 0;
   std::string name_;
 };
 

@@ -87,6 +87,20 @@ constexpr std::array kCommands = std::to_array<CommandSpec>({
     {"export.next", 3, R, 0, 0, 0, "bulk", "EXPORT.NEXT id count",
      "Next rows of a snapshot as [key, value, expire-at-ms]; empty when done"},
     {"export.end", 2, R, 0, 0, 0, "bulk", "EXPORT.END id", "Release an export snapshot"},
+    // cluster: membership and health (see flind(8) "CLUSTERS")
+    {"cluster.status", 1, A, 0, 0, 0, "cluster", "CLUSTER.STATUS",
+     "Members, roles, leader, term, commit/applied index and lag"},
+    {"cluster.health", 1, A, 0, 0, 0, "cluster", "CLUSTER.HEALTH",
+     "+OK once this node knows a leader and has applied what it knows committed"},
+    {"cluster.add", -2, A, 0, 0, 0, "cluster", "CLUSTER.ADD peer-addr [id]",
+     "Add a learner at peer-addr (promoted to voter once caught up); returns its id"},
+    {"cluster.remove", 2, A, 0, 0, 0, "cluster", "CLUSTER.REMOVE id", "Remove a member"},
+    {"cluster.transfer", -1, A, 0, 0, 0, "cluster", "CLUSTER.TRANSFER [id]",
+     "Hand leadership to node id (default: the most up-to-date other voter)"},
+    {"cluster.join", 4, A, 0, 0, 0, "cluster", "CLUSTER.JOIN id peer-addr mac",
+     "Used by flind --join: add the calling node (authenticated by the cluster secret)"},
+    {"consistency", -1, C, 0, 0, 0, "connection", "CONSISTENCY [linearizable | stale]",
+     "This connection's read consistency (default linearizable)"},
 });
 
 }  // namespace

@@ -231,6 +231,8 @@ std::string EncodeConfChange(const ConfChange& cc) {
   std::string out;
   out.push_back(static_cast<char>(cc.type));
   PutVarint(cc.node, &out);
+  // Optional trailing context, so entries without one stay two fields long.
+  if (!cc.context.empty()) PutBytes(cc.context, &out);
   return out;
 }
 
@@ -244,6 +246,8 @@ Status DecodeConfChange(std::string_view in, ConfChange* cc) {
   if (!r.Varint(&cc->node) || cc->node == kNoNode) {
     return Bad("bad conf change node");
   }
+  cc->context.clear();
+  if (!r.done() && !r.Bytes(&cc->context)) return Bad("malformed conf change context");
   if (!r.done()) return Bad("trailing bytes after conf change");
   return Status::Ok();
 }

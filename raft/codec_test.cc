@@ -91,6 +91,12 @@ TEST(RaftCodec, EntryHardStateConfRoundTrip) {
   ConfChange cc;
   ASSERT_TRUE(DecodeConfChange(EncodeConfChange({ConfChangeType::kRemoveNode, 42}), &cc).ok());
   EXPECT_EQ(cc, (ConfChange{ConfChangeType::kRemoveNode, 42}));
+  ConfChange with_ctx{ConfChangeType::kAddLearner, 7, "127.0.0.1:7380"};
+  ASSERT_TRUE(DecodeConfChange(EncodeConfChange(with_ctx), &cc).ok());
+  EXPECT_EQ(cc, with_ctx);
+  std::string cut = EncodeConfChange(with_ctx);
+  cut.pop_back();
+  EXPECT_FALSE(DecodeConfChange(cut, &cc).ok());
 }
 
 TEST(RaftCodec, EveryTruncationIsRejected) {

@@ -69,6 +69,9 @@ enum class ConfChangeType : uint8_t {
 struct ConfChange {
   ConfChangeType type = ConfChangeType::kAddVoter;
   NodeId node = kNoNode;
+  // Opaque to the core; the driver's own data about the node (flind stores
+  // the node's peer address here so every replica learns it with the change).
+  std::string context;
 
   bool operator==(const ConfChange&) const = default;
 };

@@ -1,5 +1,8 @@
 #include "store/kv_store.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -69,7 +72,7 @@ KvStore::~KvStore() {
     if (!s.ok()) LOG_ERROR << "state.db: final commit failed: " << s.ToString();
   }
   for (sqlite3_stmt* s : {get_, upsert_, del_, set_exp_, sweep_, scan_, count_, has_expired_,
-                          set_applied_, begin_, commit_}) {
+                          set_applied_, put_meta_, get_meta_, begin_, commit_}) {
     sqlite3_finalize(s);
   }
   sqlite3_close(checkpoint_db_);
@@ -172,6 +175,9 @@ Status KvStore::Init(const KvStoreOptions& opts) {
   FLIN_RETURN_IF_ERROR(Prepare("SELECT 1 FROM kv WHERE expires_at <= ?1 LIMIT 1", &has_expired_));
   FLIN_RETURN_IF_ERROR(
       Prepare("UPDATE meta SET value = ?1 WHERE name = 'applied_index'", &set_applied_));
+  FLIN_RETURN_IF_ERROR(
+      Prepare("INSERT OR REPLACE INTO meta(name, value) VALUES(?1, ?2)", &put_meta_));
+  FLIN_RETURN_IF_ERROR(Prepare("SELECT value FROM meta WHERE name = ?1", &get_meta_));
   FLIN_RETURN_IF_ERROR(Prepare("BEGIN IMMEDIATE", &begin_));
   FLIN_RETURN_IF_ERROR(Prepare("COMMIT", &commit_));
   return Status::Ok();
@@ -208,6 +214,119 @@ Status KvStore::Checkpoint() {
   if (rc == SQLITE_BUSY) return Status::Busy(path_ + ": checkpoint blocked by a reader");
   if (rc != SQLITE_OK) return SqlError("checkpoint");
   return Status::Ok();
+}
+
+void KvStore::PutMeta(std::string_view name, std::string_view value) {
+  BeginIfNeeded();
+  StmtGuard g(put_meta_);
+  sqlite3_bind_text(put_meta_, 1, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
+  BindBlob(put_meta_, 2, value);
+  int rc = sqlite3_step(put_meta_);
+  FLIN_CHECK(rc == SQLITE_DONE) << SqlError("store meta").ToString();
+}
+
+Result<std::optional<std::string>> KvStore::GetMeta(std::string_view name) {
+  StmtGuard g(get_meta_);
+  sqlite3_bind_text(get_meta_, 1, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
+  int rc = sqlite3_step(get_meta_);
+  if (rc == SQLITE_DONE) return std::optional<std::string>();
+  if (rc != SQLITE_ROW) return SqlError("read meta");
+  const void* p = sqlite3_column_blob(get_meta_, 0);
+  int n = sqlite3_column_bytes(get_meta_, 0);
+  return std::optional<std::string>(std::string(static_cast<const char*>(p), n));
+}
+
+Result<uint64_t> KvStore::BackupTo(const std::string& db_path, const std::string& dest) {
+  sqlite3* src = nullptr;
+  sqlite3* dst = nullptr;
+  auto close_both = [&] {
+    sqlite3_close(src);
+    sqlite3_close(dst);
+  };
+  if (sqlite3_open_v2(db_path.c_str(), &src, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) !=
+      SQLITE_OK) {
+    close_both();
+    return Status::IOError(db_path + ": cannot open for backup");
+  }
+  ::unlink(dest.c_str());
+  if (sqlite3_open_v2(dest.c_str(), &dst,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
+    Status st = Status::IOError(dest + ": cannot create: " + sqlite3_errmsg(dst));
+    close_both();
+    return st;
+  }
+  sqlite3_backup* b = sqlite3_backup_init(dst, "main", src, "main");
+  if (!b) {
+    Status st = Status::IOError(dest + ": backup: " + sqlite3_errmsg(dst));
+    close_both();
+    return st;
+  }
+  // One step copies every page under one read transaction: a consistent
+  // copy even while the daemon's connection keeps committing (WAL readers
+  // do not block the writer).
+  int rc = sqlite3_backup_step(b, -1);
+  sqlite3_backup_finish(b);
+  if (rc != SQLITE_DONE) {
+    Status st = Status::IOError(dest + ": backup step: " + sqlite3_errstr(rc));
+    close_both();
+    return st;
+  }
+  // The copy is a standalone file: no WAL, so it can be streamed as is.
+  if (sqlite3_exec(dst, "PRAGMA journal_mode=DELETE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    Status st = Status::IOError(dest + ": " + sqlite3_errmsg(dst));
+    close_both();
+    return st;
+  }
+  uint64_t applied = 0;
+  sqlite3_stmt* q = nullptr;
+  if (sqlite3_prepare_v2(dst, "SELECT value FROM meta WHERE name = 'applied_index'", -1, &q,
+                         nullptr) == SQLITE_OK &&
+      sqlite3_step(q) == SQLITE_ROW) {
+    applied = static_cast<uint64_t>(sqlite3_column_int64(q, 0));
+  }
+  sqlite3_finalize(q);
+  close_both();
+  int fd = ::open(dest.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    if (fd >= 0) ::close(fd);
+    return Status::IOError(dest + ": fsync failed");
+  }
+  ::close(fd);
+  return applied;
+}
+
+Result<std::optional<std::string>> KvStore::ReadMetaOf(const std::string& db_path,
+                                                       std::string_view name) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) !=
+      SQLITE_OK) {
+    sqlite3_close(db);
+    return Status::IOError(db_path + ": cannot open");
+  }
+  sqlite3_stmt* q = nullptr;
+  Result<std::optional<std::string>> out = std::optional<std::string>();
+  if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE name = ?1", -1, &q, nullptr) !=
+      SQLITE_OK) {
+    out = Status::Corruption(db_path + ": not a Flin state database: " + sqlite3_errmsg(db));
+  } else {
+    sqlite3_bind_text(q, 1, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+      if (sqlite3_column_type(q, 0) == SQLITE_INTEGER) {
+        out = std::optional<std::string>(std::to_string(sqlite3_column_int64(q, 0)));
+      } else {
+        const void* p = sqlite3_column_blob(q, 0);
+        out = std::optional<std::string>(
+            std::string(static_cast<const char*>(p), sqlite3_column_bytes(q, 0)));
+      }
+    } else if (rc != SQLITE_DONE) {
+      out = Status::Corruption(db_path + ": " + sqlite3_errmsg(db));
+    }
+  }
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  return out;
 }
 
 Status KvStore::BackgroundCheckpoint() {

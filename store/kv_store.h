@@ -71,6 +71,22 @@ class KvStore {
   // without the store mutex, from one thread at a time.
   Status BackgroundCheckpoint();
 
+  // Driver metadata kept in the meta table beside applied_index, e.g. the
+  // Raft configuration as of the applied index. PutMeta writes inside the
+  // open apply transaction, so it commits atomically with the entries applied
+  // before it. Names starting with "raft." are the cluster engine's.
+  void PutMeta(std::string_view name, std::string_view value);
+  Result<std::optional<std::string>> GetMeta(std::string_view name);
+
+  // Copies the committed state of `db_path` into a new database file `dest`
+  // (SQLite online backup through a connection of its own, in one step so
+  // the copy is consistent while the applying connection keeps writing) and
+  // fsyncs it. Used for Raft snapshots. Returns the copy's applied_index.
+  static Result<uint64_t> BackupTo(const std::string& db_path, const std::string& dest);
+  // Reads a meta value from a database file that is not open (a snapshot).
+  static Result<std::optional<std::string>> ReadMetaOf(const std::string& db_path,
+                                                       std::string_view name);
+
   // Reads as of wall-clock now_ms (keys with expires_at <= now_ms are absent).
   // expires_at: 0 = no expiry.
   struct Item {
@@ -150,6 +166,8 @@ class KvStore {
   sqlite3_stmt* count_ = nullptr;
   sqlite3_stmt* has_expired_ = nullptr;
   sqlite3_stmt* set_applied_ = nullptr;
+  sqlite3_stmt* put_meta_ = nullptr;
+  sqlite3_stmt* get_meta_ = nullptr;
   sqlite3_stmt* begin_ = nullptr;
   sqlite3_stmt* commit_ = nullptr;
 };

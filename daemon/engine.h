@@ -1,0 +1,126 @@
+// Engine: what the server needs from the write path, whichever runs it.
+//
+// Two implementations: Node (standalone: the quorum is this process, an
+// entry commits once it is durable in the local log) and ClusterNode (the
+// entry commits once a Raft quorum holds it durably; followers forward).
+// Sessions and command handlers only see this interface, so every command
+// behaves the same in both modes except the cluster administration ones.
+//
+// Callbacks (Done, StatusDone, ...) always run on the io_context the engine
+// was opened with (flind's io thread), never inline inside the call.
+// Reads take the store mutex via WithStore().
+#pragma once
+
+#include <asio/io_context.hpp>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "store/command.h"
+#include "store/kv_store.h"
+
+namespace flin::daemon {
+
+struct NodeStats {
+  uint64_t proposals = 0;
+  uint64_t log_syncs = 0;
+  uint64_t last_index = 0;
+  uint64_t synced_index = 0;
+  uint64_t applied_index = 0;
+  uint64_t committed_to_db_index = 0;
+  uint64_t log_first_index = 0;
+  uint64_t log_disk_bytes = 0;
+  uint64_t compactions = 0;
+  uint64_t snapshots_created = 0;
+  uint64_t snapshots_installed = 0;
+};
+
+struct ClusterMember {
+  uint64_t id = 0;
+  std::string peer_addr;
+  bool voter = true;
+  int64_t match = -1;  // -1: unknown (only the leader tracks followers)
+  int64_t lag = -1;
+  bool self = false;
+  bool leader = false;
+};
+
+struct ClusterInfo {
+  bool clustered = false;
+  std::string cluster_id;  // 16 hex digits
+  uint64_t node_id = 0;
+  std::string role = "standalone";  // leader follower candidate precandidate learner
+  uint64_t leader_id = 0;
+  uint64_t term = 0;
+  uint64_t commit_index = 0;
+  uint64_t applied_index = 0;
+  uint64_t last_index = 0;
+  std::vector<ClusterMember> members;
+};
+
+class Engine {
+ public:
+  using Done = std::function<void(store::ApplyResult)>;
+  using StatusDone = std::function<void(Status)>;
+  using IdDone = std::function<void(Result<uint64_t>)>;
+
+  explicit Engine(asio::io_context& io) : io_(io) {}
+  virtual ~Engine() = default;
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Proposes an encoded store::Command; `done` gets the result once the
+  // entry is committed and applied here (or an error: the text says whether
+  // the write's outcome is unknown).
+  virtual void Propose(std::string payload, Done done) = 0;
+  // Linearizable read barrier: `done(Ok)` once this node's store reflects
+  // every write acknowledged before the call (Raft ReadIndex); an
+  // Unavailable status when no leader answered in time.
+  virtual void ReadBarrier(StatusDone done) = 0;
+  virtual bool clustered() const { return false; }
+  // Whether this node should originate background writes (expiry sweeps):
+  // true for standalone and for the Raft leader.
+  virtual bool ShouldSweep() { return true; }
+  virtual ClusterInfo Info() = 0;
+  virtual NodeStats Stats() = 0;
+
+  // Cluster administration (ClusterNode only; errors otherwise).
+  virtual void AddMember(std::string peer_addr, uint64_t id, IdDone done);
+  virtual void RemoveMember(uint64_t id, StatusDone done);
+  virtual void TransferLeader(uint64_t id, StatusDone done);
+  // The joining node's side: checks the HMAC made with the cluster secret,
+  // then adds it as a learner. Result: the id, the cluster id and the
+  // current members ("id=addr,...").
+  struct JoinReply {
+    uint64_t id = 0;
+    std::string cluster_id;
+    std::string members;
+  };
+  virtual void Join(uint64_t id, std::string peer_addr, std::string mac,
+                    std::function<void(Result<JoinReply>)> done);
+
+  // Stops accepting proposals, finishes those already accepted, commits
+  // state.db. Idempotent.
+  virtual void Stop() = 0;
+
+  // Runs f(store) under the store mutex: reads see every applied entry.
+  template <typename F>
+  auto WithStore(F&& f) {
+    std::lock_guard<std::mutex> lock(store_mu_);
+    return f(*store_);
+  }
+
+ protected:
+  // Runs f on the io thread.
+  void Post(std::function<void()> f);
+
+  asio::io_context& io_;
+  std::mutex store_mu_;
+  std::unique_ptr<store::KvStore> store_;  // GUARDED_BY(store_mu_)
+};
+
+}  // namespace flin::daemon
