@@ -243,9 +243,9 @@ Status ClusterNode::InitialJoin(uint64_t* node_id, uint64_t* cluster_id, std::st
         *members = r->elements[2].str;
         return Status::Ok();
       }
-      if (!r.ok()) {
-        last = r.status();
-        if (r.status().message().rfind("TRYAGAIN", 0) != 0) break;
+      if (!r.ok() || r->is_error()) {
+        last = r.ok() ? Status::Server(r->str) : r.status();
+        if (last.message().rfind("TRYAGAIN", 0) != 0) break;
       } else {
         last = Status::Protocol("unexpected reply to CLUSTER.JOIN: " + client::DebugString(*r));
         break;
