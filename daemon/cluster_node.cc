@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -653,6 +654,7 @@ void ClusterNode::OnPeerMessage(uint64_t from, std::string_view payload) {
 // The raft thread.
 
 void ClusterNode::RaftLoop() {
+  pthread_setname_np(pthread_self(), "flind-raft");
   using Clock = std::chrono::steady_clock;
   const auto tick = std::chrono::milliseconds(opts_.tick_ms);
   auto next_tick = Clock::now() + tick;
@@ -664,10 +666,15 @@ void ClusterNode::RaftLoop() {
   std::vector<raft::SnapshotMeta> created;
   std::vector<std::pair<uint64_t, bool>> reports;
   bool stopping = false;
+  // A clean stop first drains: the leader hands leadership to the most
+  // up-to-date voter (clients see no election timeout), and requests already
+  // proposed or forwarded get their answers. Bounded, so a stop never hangs.
+  bool draining = false;
+  int64_t drain_until = 0;
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_until(lock, next_tick, [&] { return wake_ || stopping_; });
+      cv_.wait_until(lock, next_tick, [&] { return wake_ || (stopping_ && !draining); });
       wake_ = false;
       stopping = stopping_;
       inbox.swap(inbox_);
@@ -678,7 +685,29 @@ void ClusterNode::RaftLoop() {
       created.swap(snapshots_created_);
       reports.swap(snapshot_reports_);
     }
-    if (stopping) break;
+    if (stopping && !draining) {
+      draining = true;
+      drain_until = NowMs() + 3000;
+      if (raft_->role() == raft::Role::kLeader && raft_->conf().voters.size() > 1) {
+        uint64_t target = 0, best = 0;
+        for (uint64_t id : raft_->conf().voters) {
+          const raft::Progress* pr = raft_->progress(id);
+          if (id != node_id_ && pr && (target == 0 || pr->match > best)) {
+            target = id;
+            best = pr->match;
+          }
+        }
+        if (target && raft_->TransferLeader(target).ok()) {
+          LOG_INFO << "stopping: handing leadership to node " << target;
+        }
+      }
+    }
+    if (draining) {
+      bool transferring = raft_->role() == raft::Role::kLeader && raft_->lead_transferee() != 0;
+      if (NowMs() >= drain_until || (pending_.empty() && forwarded_out_.empty() && !transferring)) {
+        break;
+      }
+    }
     for (raft::Message& m : inbox) {
       if (m.type == raft::MessageType::kSnapshot && !AcceptSnapshotChunk(m)) continue;
       Status s = raft_->Step(std::move(m));
@@ -1320,6 +1349,7 @@ void ClusterNode::StartSnapshotStream(const raft::SnapshotSend& s) {
   LOG_INFO << "sending snapshot " << s.meta.index << "/" << s.meta.term << " to node " << s.to;
   std::lock_guard<std::mutex> lock(streams_mu_);
   streams_.emplace_back([this, fd, s, node = node_id_] {
+    pthread_setname_np(pthread_self(), "flind-snapsend");
     raft::Message m;
     m.type = raft::MessageType::kSnapshot;
     m.from = node;
@@ -1482,6 +1512,7 @@ void ClusterNode::ApplyItems(std::vector<ApplyItem>& items) {
 }
 
 void ClusterNode::ApplyLoop() {
+  pthread_setname_np(pthread_self(), "flind-apply");
   using Clock = std::chrono::steady_clock;
   auto last_commit = Clock::now();
   const auto commit_every = std::chrono::milliseconds(opts_.node.apply_commit_ms);

@@ -1,5 +1,7 @@
 #include "daemon/node.h"
 
+#include <pthread.h>
+
 #include <asio/post.hpp>
 #include <chrono>
 #include <filesystem>
@@ -101,6 +103,7 @@ void Node::Fail(std::vector<Done> dones, const std::string& why) {
 // Group commit: everything proposed while the previous fdatasync ran goes
 // into the next write + fdatasync.
 void Node::LogLoop() {
+  pthread_setname_np(pthread_self(), "flind-log");
   std::vector<Proposal> taken;
   for (;;) {
     {
@@ -163,6 +166,7 @@ void Node::ApplyBatch(Batch& batch) {
 }
 
 void Node::ApplyLoop() {
+  pthread_setname_np(pthread_self(), "flind-apply");
   using Clock = std::chrono::steady_clock;
   auto last_commit = Clock::now();
   const auto commit_every = std::chrono::milliseconds(options_.apply_commit_ms);
