@@ -196,6 +196,19 @@ const char* RoleText(raft::Role r, bool learner) {
 
 }  // namespace
 
+// While the apply thread completes a batch of requests, the callbacks it
+// would post to the io thread one by one are collected here and posted as
+// one handler: one io-thread wake-up per batch instead of one per request.
+thread_local std::vector<std::function<void()>>* tls_post_batch = nullptr;
+
+void ClusterNode::PostOrBatch(std::function<void()> f) {
+  if (tls_post_batch) {
+    tls_post_batch->push_back(std::move(f));
+  } else {
+    Post(std::move(f));
+  }
+}
+
 bool ClusterNode::IsClusterDataDir(const std::string& data_dir) {
   std::error_code ec;
   return fs::exists(data_dir + "/cluster.json", ec);
@@ -523,7 +536,7 @@ void ClusterNode::Propose(std::string payload, Done done) {
   r.deadline_ms = NowMs() + opts_.request_timeout_ms;
   r.done = [this, done = std::move(done)](Outcome o) {
     if (o.code != Code::kOk) {
-      Post([done, res = std::move(o.result)]() mutable { done(std::move(res)); });
+      PostOrBatch([done, res = std::move(o.result)]() mutable { done(std::move(res)); });
       return;
     }
     // Reply once this node applied the entry too: read-your-writes for the
@@ -1425,7 +1438,7 @@ void ClusterNode::AfterApplied(uint64_t index, std::function<void()> fn) {
   std::unique_lock<std::mutex> lock(waiters_mu_);
   if (applied_.load() >= index) {
     lock.unlock();
-    Post(std::move(fn));
+    PostOrBatch(std::move(fn));
     return;
   }
   apply_waiters_.emplace(index, std::move(fn));
@@ -1440,7 +1453,9 @@ void ClusterNode::NotifyApplied(uint64_t applied) {
     for (auto it = apply_waiters_.begin(); it != end; ++it) ready.push_back(std::move(it->second));
     apply_waiters_.erase(apply_waiters_.begin(), end);
   }
-  if (!ready.empty()) {
+  if (tls_post_batch) {
+    for (auto& f : ready) tls_post_batch->push_back(std::move(f));
+  } else if (!ready.empty()) {
     Post([ready = std::move(ready)] {
       for (const auto& f : ready) f();
     });
@@ -1507,8 +1522,16 @@ void ClusterNode::ApplyItems(std::vector<ApplyItem>& items) {
     }
     if (last) store_->PutMeta(kMetaAppliedTerm, std::to_string(last_term));
   }
+  std::vector<std::function<void()>> batch;
+  tls_post_batch = &batch;
   if (last) NotifyApplied(last);
   for (auto& [fn, o] : done) fn(std::move(o));
+  tls_post_batch = nullptr;
+  if (!batch.empty()) {
+    Post([batch = std::move(batch)] {
+      for (const auto& f : batch) f();
+    });
+  }
 }
 
 void ClusterNode::ApplyLoop() {

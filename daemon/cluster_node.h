@@ -183,6 +183,7 @@ class ClusterNode : public Engine {
   void ApplyItems(std::vector<ApplyItem>& items);
   void MaybeSnapshot(bool force);
   void AfterApplied(uint64_t index, std::function<void()> fn);
+  void PostOrBatch(std::function<void()> f);
   void NotifyApplied(uint64_t applied);
 
   static std::string EncodeOutcome(uint64_t req_id, const Outcome& o);
