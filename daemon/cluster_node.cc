@@ -976,6 +976,14 @@ void ClusterNode::ProposeAdmin(Request& r) {
         r.id = max_id + 1;
       } else if (conf.Contains(r.id)) {
         auto it = members_.find(r.id);
+        if (conf.IsVoter(r.id)) {
+          // A voter that lost its data dir also lost its vote: letting it
+          // back in under the same id could let it vote twice in a term.
+          r.done(Failed("ERR node " + std::to_string(r.id) +
+                        " is a voter; remove it first (CLUSTER.REMOVE " + std::to_string(r.id) +
+                        "), then add or join it again"));
+          return;
+        }
         if (it != members_.end() && it->second == r.addr) {
           Outcome o;  // already a member at that address: nothing to do
           o.value = r.id;
