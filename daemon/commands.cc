@@ -948,6 +948,12 @@ void Commands::ClusterHealth(Session& s, const Args&) {
   ClusterInfo ci = server_.engine().Info();
   if (!ci.clustered) return s.Reply().Ok();
   if (ci.leader_id == 0) return s.Reply().Error("TRYAGAIN no leader");
+  bool member = false;
+  for (const ClusterMember& m : ci.members) member |= m.self;
+  if (!member) {
+    return s.Reply().Error(
+        "TRYAGAIN this node is not in the configuration yet (waiting for the leader's snapshot)");
+  }
   if (ci.applied_index < ci.commit_index) {
     return s.Reply().Error("TRYAGAIN catching up: applied " + std::to_string(ci.applied_index) +
                            " of " + std::to_string(ci.commit_index));
