@@ -12,6 +12,7 @@
 #include <map>
 
 #include "base/strings.h"
+#include "cli/cluster.h"
 #include "cli/completion.h"
 #include "cli/exit_codes.h"
 #include "cli/repl.h"
@@ -36,7 +37,8 @@ constexpr const char* kExitFooter = R"(EXIT STATUS:
      when any key is missing; set/mset --nx/--xx when the condition
      prevented the write; `call` and the shell when a reply is nil
   2  usage error: bad flags or arguments, unreadable input
-  3  cannot connect to flind, connection lost, or timed out
+  3  cannot connect to flind, connection lost, or timed out; flind answered
+     TRYAGAIN (no leader or quorum right now); health: the node is not ready
   4  flind answered with an error
   5  import stopped part-way: some batches were committed
 
@@ -182,6 +184,10 @@ int ExitCodeFor(const Status& status) {
     case Status::Code::kProtocol:
     case Status::Code::kIOError:
       return kExitConnect;
+    case Status::Code::kServer:
+      // -TRYAGAIN (no leader or quorum yet, a node catching up) is "not
+      // available right now", like a lost connection: worth retrying.
+      return IsTryAgain(status.message()) ? kExitConnect : kExitServer;
     default:
       return kExitServer;
   }
@@ -227,14 +233,21 @@ Session::Session(const GlobalOptions& opts)
 }
 
 Result<std::unique_ptr<client::Connection>> Session::Connect() const {
+  // --timeout 0 means wait forever (a day is forever for a CLI).
+  return Connect(std::chrono::hours(24));
+}
+
+Result<std::unique_ptr<client::Connection>> Session::Connect(
+    std::chrono::milliseconds limit) const {
   auto addr = client::Address::Parse(address_);
   if (!addr.ok()) return Status::InvalidArgument(addr.status().message());
   client::ConnectOptions co;
-  // --timeout 0 means wait forever (a day is forever for a CLI).
   const double seconds = opts_.timeout_s > 0 ? opts_.timeout_s : 86400.0;
-  const auto ms = std::chrono::milliseconds(static_cast<int64_t>(std::ceil(seconds * 1000)));
+  const auto ms =
+      std::min(limit, std::chrono::milliseconds(static_cast<int64_t>(std::ceil(seconds * 1000))));
   co.connect_timeout = co.read_timeout = co.write_timeout = ms;
   co.password = opts_.password;
+  co.consistency = opts_.consistency;
   auto conn = client::Connection::Connect(*addr, co);
   if (!conn.ok()) {
     const Status& st = conn.status();
@@ -295,6 +308,16 @@ void BuildApp(CLI::App& app, AppState* state) {
                  "Colours on a terminal: auto, always or never (NO_COLOR is honoured)")
       ->type_name("WHEN")
       ->check(CLI::IsMember({"auto", "always", "never"}));
+  app.add_option("--consistency", g.consistency,
+                 "Reads: linearizable (default: see every acknowledged write) or stale "
+                 "(served by the node flin talks to, possibly behind the leader)")
+      ->type_name("LEVEL")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            if (v == "linearizable" || v == "stale") return "";
+            return "must be linearizable or stale, not '" + v + "'";
+          },
+          "{linearizable,stale}"));
 
   auto set_action = [state](std::function<int(Session&)> fn) { state->action = std::move(fn); };
 
@@ -729,6 +752,7 @@ void BuildApp(CLI::App& app, AppState* state) {
       });
     });
   }
+  AddClusterCommands(app, set_action);
 #if FLIN_HAVE_IMPORT_EXPORT
   AddImportExportCommands(
       app,

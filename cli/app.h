@@ -7,6 +7,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -28,6 +29,7 @@ struct GlobalOptions {
   bool no_newline = false;
   bool quiet = false;
   std::string color = "auto";
+  std::string consistency;  // --consistency: "", "linearizable" or "stale"
 };
 
 // The daemon's default socket: $XDG_DATA_HOME/flin/flin.sock, else
@@ -41,9 +43,12 @@ int ExitCodeFor(const Status& status);
 class Session {
  public:
   explicit Session(const GlobalOptions& opts);
-  // Connects (and AUTHs) with the global flags. Failures are reported on
-  // stderr by the caller via Fail().
+  // Connects (and AUTHs, and sets --consistency) with the global flags.
+  // Failures are reported on stderr by the caller via Fail().
   Result<std::unique_ptr<client::Connection>> Connect() const;
+  // The same, with the connect/read/write deadlines capped at `limit`
+  // (health --wait bounds each try by what is left of its wait).
+  Result<std::unique_ptr<client::Connection>> Connect(std::chrono::milliseconds limit) const;
   // Prints "flin: <context>: <message>" (unless the message is empty) and
   // returns the exit code for status.
   int Fail(const Status& status) const;

@@ -105,6 +105,27 @@ void BashValueCases(const std::string& cmd_pattern, const std::vector<OptionSpec
   }
 }
 
+// The completions inside one command: its flags (plus `inherited`) after
+// a dash, else what its first positional offers.
+void BashCommandBody(const CommandSpecForCompletion& c, const std::string& inherited,
+                     const std::string& indent, std::string* out) {
+  *out += indent + "if [[ \"$cur\" == -* ]]; then\n";
+  *out += indent + "    COMPREPLY=($(compgen -W \"" + AllNames(c.options) + " " + inherited +
+          "\" -- \"$cur\"))\n";
+  *out += indent + "else\n";
+  // The first positional with something to offer decides (SHELL choices,
+  // FILE names); keys are not completed (that needs a server).
+  std::string action = "COMPREPLY=()";
+  for (const OptionSpec& pos : c.positionals) {
+    if (!pos.choices.empty() || pos.files || pos.dirs) {
+      action = BashValueAction(pos);
+      break;
+    }
+  }
+  *out += indent + "    " + action + "\n";
+  *out += indent + "fi ;;\n";
+}
+
 std::string GenerateBash(const ProgramSpec& p) {
   const std::string fn = "_" + p.name + "_completion";
   std::string out;
@@ -112,11 +133,12 @@ std::string GenerateBash(const ProgramSpec& p) {
          (p.name == "flin" ? "" : " --flind") + "` from the program's own option table.\n";
   out += "# Do not edit: regenerate.\n";
   out += fn + "() {\n";
-  out += "    local cur prev cmd i w\n";
+  out += "    local cur prev cmd sub i w\n";
   out += "    cur=\"${COMP_WORDS[COMP_CWORD]}\"\n";
   out += "    prev=\"\"\n";
   out += "    (( COMP_CWORD > 0 )) && prev=\"${COMP_WORDS[COMP_CWORD-1]}\"\n";
   out += "    cmd=\"\"\n";
+  out += "    sub=\"\"\n";
   std::vector<std::string> global_value_opts;
   for (const OptionSpec& o : p.options) {
     if (o.takes_value)
@@ -129,12 +151,17 @@ std::string GenerateBash(const ProgramSpec& p) {
     if (!global_value_opts.empty())
       out += "            " + Join(global_value_opts, "|") + ") ((i++)) ;;\n";
     out += "            -*) ;;\n";
-    out += "            *) cmd=\"$w\"; break ;;\n";
+    // The first word is the command, the second a nested command (only
+    // consulted for commands that have them).
+    out += "            *) if [[ -z \"$cmd\" ]]; then cmd=\"$w\"; else sub=\"$w\"; break; fi ;;\n";
     out += "        esac\n";
     out += "    done\n";
   }
   out += "    case \"$cmd:$prev\" in\n";
-  for (const auto& c : p.commands) BashValueCases(c.name, c.options, &out);
+  for (const auto& c : p.commands) {
+    BashValueCases(c.name, c.options, &out);
+    for (const auto& nested : c.subcommands) BashValueCases(c.name, nested.options, &out);
+  }
   BashValueCases("*", p.options, &out);
   out += "    esac\n";
   const std::string globals = AllNames(p.options);
@@ -154,21 +181,27 @@ std::string GenerateBash(const ProgramSpec& p) {
     out += "            fi ;;\n";
     for (const auto& c : p.commands) {
       out += "        " + c.name + ")\n";
-      out += "            if [[ \"$cur\" == -* ]]; then\n";
-      out += "                COMPREPLY=($(compgen -W \"" + AllNames(c.options) + " " + globals +
-             "\" -- \"$cur\"))\n";
-      out += "            else\n";
-      // The first positional with something to offer decides (SHELL
-      // choices, FILE names); keys are not completed (that needs a server).
-      std::string action = "COMPREPLY=()";
-      for (const OptionSpec& pos : c.positionals) {
-        if (!pos.choices.empty() || pos.files || pos.dirs) {
-          action = BashValueAction(pos);
-          break;
-        }
+      if (c.subcommands.empty()) {
+        BashCommandBody(c, globals, "            ", &out);
+        continue;
       }
-      out += "                " + action + "\n";
-      out += "            fi ;;\n";
+      std::vector<std::string> nested_names;
+      for (const auto& n : c.subcommands) nested_names.push_back(n.name);
+      out += "            case \"$sub\" in\n";
+      out += "                \"\")\n";
+      out += "                    if [[ \"$cur\" == -* ]]; then\n";
+      out += "                        COMPREPLY=($(compgen -W \"" + AllNames(c.options) + " " +
+             globals + "\" -- \"$cur\"))\n";
+      out += "                    else\n";
+      out += "                        COMPREPLY=($(compgen -W \"" + Join(nested_names) +
+             "\" -- \"$cur\"))\n";
+      out += "                    fi ;;\n";
+      for (const auto& n : c.subcommands) {
+        out += "                " + n.name + ")\n";
+        BashCommandBody(n, AllNames(c.options) + " " + globals, "                    ", &out);
+      }
+      out += "                *) COMPREPLY=() ;;\n";
+      out += "            esac ;;\n";
     }
     out += "        *) COMPREPLY=() ;;\n";
     out += "    esac\n";
@@ -279,15 +312,47 @@ std::string GenerateZsh(const ProgramSpec& p) {
     out += "            case $words[1] in\n";
     for (const auto& c : p.commands) {
       out += "                " + c.name + ")\n";
-      out += "                    local -a args\n";
-      out += "                    args=(\n";
-      std::string specs;
-      ZshOptionSpecs(c.options, &specs);
-      ZshPositionalSpecs(c.positionals, c.last_positional_repeats, &specs);
-      // Re-indent the shared helpers' output for readability.
-      out += specs;
-      out += "                    )\n";
-      out += "                    _arguments -S $global_opts $args && ret=0\n";
+      if (c.subcommands.empty()) {
+        out += "                    local -a args\n";
+        out += "                    args=(\n";
+        std::string specs;
+        ZshOptionSpecs(c.options, &specs);
+        ZshPositionalSpecs(c.positionals, c.last_positional_repeats, &specs);
+        out += specs;
+        out += "                    )\n";
+        out += "                    _arguments -S $global_opts $args && ret=0\n";
+        out += "                    ;;\n";
+        continue;
+      }
+      // Nested commands: the word after the command names one; then that
+      // one's arguments, with the words shifted so it is words[1].
+      out += "                    if (( CURRENT == 2 )); then\n";
+      out += "                        local -a subcommands\n";
+      out += "                        subcommands=(\n";
+      for (const auto& n : c.subcommands) {
+        out += "                            '" + ZshQuote(n.name + ":" + n.description) + "'\n";
+      }
+      out += "                        )\n";
+      out += "                        _describe -t commands '" + p.name + " " + c.name +
+             " command' subcommands && ret=0\n";
+      out += "                    else\n";
+      out += "                        shift words\n";
+      out += "                        (( CURRENT-- ))\n";
+      out += "                        local -a args\n";
+      out += "                        case $words[1] in\n";
+      for (const auto& n : c.subcommands) {
+        out += "                            " + n.name + ")\n";
+        out += "                                args=(\n";
+        std::string specs;
+        ZshOptionSpecs(n.options, &specs);
+        ZshPositionalSpecs(n.positionals, n.last_positional_repeats, &specs);
+        out += specs;
+        out += "                                )\n";
+        out += "                                ;;\n";
+      }
+      out += "                        esac\n";
+      out += "                        _arguments -S $global_opts $args && ret=0\n";
+      out += "                    fi\n";
       out += "                    ;;\n";
     }
     out += "            esac\n";
@@ -340,6 +405,21 @@ void FishOptions(const std::string& prefix, const std::vector<OptionSpec>& opts,
   }
 }
 
+// What the first positional with something to offer completes to.
+void FishPositional(const std::string& cond, const std::vector<OptionSpec>& positionals,
+                    std::string* out) {
+  for (const OptionSpec& pos : positionals) {
+    if (!pos.choices.empty()) {
+      *out += cond + " -x -a " + FishQuote(Join(pos.choices)) + "\n";
+      return;
+    }
+    if (pos.files || pos.dirs) {
+      *out += cond + " -F\n";
+      return;
+    }
+  }
+}
+
 std::string GenerateFish(const ProgramSpec& p) {
   std::string out;
   const std::string c = "complete -c " + p.name;
@@ -356,15 +436,22 @@ std::string GenerateFish(const ProgramSpec& p) {
     for (const auto& cmd : p.commands) {
       const std::string cond = c + " -n " + FishQuote("__fish_seen_subcommand_from " + cmd.name);
       FishOptions(cond, cmd.options, &out);
-      for (const OptionSpec& pos : cmd.positionals) {
-        if (!pos.choices.empty()) {
-          out += cond + " -x -a " + FishQuote(Join(pos.choices)) + "\n";
-          break;
-        }
-        if (pos.files || pos.dirs) {
-          out += cond + " -F\n";
-          break;
-        }
+      FishPositional(cond, cmd.positionals, &out);
+      if (cmd.subcommands.empty()) continue;
+      std::vector<std::string> nested_names;
+      for (const auto& n : cmd.subcommands) nested_names.push_back(n.name);
+      const std::string seen = "__fish_seen_subcommand_from " + cmd.name;
+      const std::string none =
+          c + " -n " +
+          FishQuote(seen + "; and not __fish_seen_subcommand_from " + Join(nested_names));
+      for (const auto& n : cmd.subcommands) {
+        out += none + " -a " + n.name + " -d " + FishQuote(n.description) + "\n";
+      }
+      for (const auto& n : cmd.subcommands) {
+        const std::string ncond =
+            c + " -n " + FishQuote(seen + "; and __fish_seen_subcommand_from " + n.name);
+        FishOptions(ncond, n.options, &out);
+        FishPositional(ncond, n.positionals, &out);
       }
     }
   }
@@ -397,11 +484,19 @@ ProgramSpec ProgramSpecFromApp(const CLI::App& app, std::string name) {
   ProgramSpec p;
   p.name = std::move(name);
   CollectOptions(app, &p.options, &p.positionals, nullptr);
-  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+  auto command = [](const CLI::App& sub) {
     CommandSpecForCompletion c;
-    c.name = sub->get_name();
-    c.description = FirstLine(sub->get_description());
-    CollectOptions(*sub, &c.options, &c.positionals, &c.last_positional_repeats);
+    c.name = sub.get_name();
+    c.description = FirstLine(sub.get_description());
+    CollectOptions(sub, &c.options, &c.positionals, &c.last_positional_repeats);
+    return c;
+  };
+  auto all = [](const CLI::App*) { return true; };
+  for (const CLI::App* sub : app.get_subcommands(all)) {
+    CommandSpecForCompletion c = command(*sub);
+    for (const CLI::App* nested : sub->get_subcommands(all)) {
+      c.subcommands.push_back(command(*nested));
+    }
     p.commands.push_back(std::move(c));
   }
   return p;
@@ -429,6 +524,22 @@ ProgramSpec FlindProgramSpec() {
       Value({"--cache-mb"}, "MIB", "SQLite page cache size in MiB"),
       Value({"--apply-commit-ms"}, "MS", "Commit applied entries to state.db at least this often"),
       Value({"--log-compact-mb"}, "MIB", "Compact the Raft log once it exceeds this many MiB"),
+      // Cluster mode (first start only, except the peer address and secret).
+      Flag({"--bootstrap"}, "Start a new one-member cluster with this node as its voter"),
+      Value({"--join"}, "HOST:PORT", "Join the cluster of the member whose client address this is"),
+      Value({"--initial-cluster"}, "ID=HOST:PORT,...",
+            "Static formation: every initial member's id and peer address"),
+      Value({"--node-id"}, "N",
+            "This node's id (1 with --bootstrap; given by the leader on --join)"),
+      Value({"--peer-listen"}, "HOST:PORT", "Peer (Raft) listen address (default 127.0.0.1:7380)"),
+      Value({"--peer-advertise"}, "HOST:PORT",
+            "Peer address other members dial (default: --peer-listen)"),
+      Value({"--cluster-secret-file"}, "FILE", "File holding the shared cluster secret"),
+      Value({"--request-timeout-ms"}, "MS",
+            "How long a write or linearizable read waits for a leader/quorum (default 5000)"),
+      Value({"--tick-ms"}, "MS", "Raft tick (default 100; elections after 10-20 ticks)"),
+      Value({"--snapshot-entries"}, "N",
+            "Snapshot and compact the log every N applied entries (default 100000)"),
   };
   return p;
 }

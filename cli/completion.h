@@ -36,6 +36,8 @@ struct CommandSpecForCompletion {
   // Positional arguments, in order; the last may repeat.
   std::vector<OptionSpec> positionals;
   bool last_positional_repeats = false;
+  // Nested commands (`flin cluster status`); one level deep.
+  std::vector<CommandSpecForCompletion> subcommands;
 };
 
 struct ProgramSpec {

@@ -278,10 +278,17 @@ Result<std::unique_ptr<Connection>> Connection::Connect(const Address& addr,
     auto r = conn->Command({"AUTH", opts.password});
     if (!r.ok()) return r.status();
     if (!IsOk(r.value())) return Unexpected(r.value(), "AUTH");
-    // AUTH is part of connecting: a pooled connection that only
-    // authenticated counts as fresh.
-    conn->requests_ = 0;
   }
+  // The default level costs no round trip; anything else is the server's
+  // to accept or refuse.
+  if (!opts.consistency.empty() && !EqualsIgnoreCase(opts.consistency, "linearizable")) {
+    auto r = conn->Command({"CONSISTENCY", opts.consistency});
+    if (!r.ok()) return r.status();
+    if (!IsOk(r.value())) return Unexpected(r.value(), "CONSISTENCY");
+  }
+  // The handshake is part of connecting: a pooled connection that only
+  // authenticated (or set its consistency) counts as fresh.
+  conn->requests_ = 0;
   return conn;
 }
 

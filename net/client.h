@@ -57,15 +57,22 @@ struct ConnectOptions {
   std::chrono::milliseconds read_timeout{5000};
   std::chrono::milliseconds write_timeout{5000};
   std::string password;  // sent with AUTH right after connecting when non-empty
+  // Read consistency for this connection: "" or "linearizable" (the
+  // server's default: nothing is sent, the handshake stays free) or "stale"
+  // (CONSISTENCY stale is sent right after AUTH; reads may then be served
+  // from the local replica without asking the leader). The value is passed
+  // to the server as is; the server rejects unknown levels.
+  std::string consistency;
 };
 
 class Connection {
  public:
   // Connects (non-blocking, bounded by opts.connect_timeout; TCP_NODELAY on
-  // TCP) and sends AUTH when opts.password is set. Errors: Unavailable
+  // TCP), sends AUTH when opts.password is set, then CONSISTENCY when
+  // opts.consistency asks for a non-default level. Errors: Unavailable
   // ("cannot connect to unix:/x: No such file or directory"), Timeout,
-  // InvalidArgument (unix path too long), Server (AUTH refused: the
-  // server's text).
+  // InvalidArgument (unix path too long), Server (AUTH or CONSISTENCY
+  // refused: the server's text).
   static Result<std::unique_ptr<Connection>> Connect(const Address& addr,
                                                      const ConnectOptions& opts = {});
   ~Connection();

@@ -103,8 +103,16 @@ expect "flin --color " always auto never
 expect_has "flin get --" --json --raw --no-newline --quiet --addr
 expect_has "flin set k v --" --ttl --px --nx --xx --keepttl --value-file
 expect_has "flin " get set del mget mset mdel exists ttl expire persist keys scan ping info shell
+expect "flin --consistency " linearizable stale
+expect "flin cluster " add remove status transfer-leader
+expect "flin cluster tr" transfer-leader
+expect_has "flin cluster add --" --id
+expect_has "flin health --" --wait --timeout
+expect_has "flin " cluster health
 expect "flind --log-level " debug info warn error
 expect_has "flind --" --data-dir --socket --listen --requirepass
+expect_has "flind --" --bootstrap --join --initial-cluster --node-id --peer-listen \
+  --peer-advertise --cluster-secret-file --request-timeout-ms --tick-ms --snapshot-entries
 
 if [[ -n "$flind" ]]; then
   flind_flags=$("$flind" --help | grep -E '^ +-' | awk '{print $1}' | tr ',' '\n' | grep -E '^--' |

@@ -57,6 +57,18 @@ for sub in $subcommands; do
     has_flag "$tmp/flin.txt" "$flag" || fail "flin.1 does not document $flag (from flin $sub --help)"
     checked=$((checked + 1))
   done
+  # Nested commands (flin cluster status): documented as *sub* *nested*.
+  nested=$(sed -n '/^Subcommands:/,/^$/p' <<<"$subhelp" | awk 'NR > 1 && NF {print $1}')
+  for n in $nested; do
+    grep -qF "\\fB$sub\\fR \\fB$n\\fR" "$mandir/flin.1" ||
+      fail "flin.1 does not document the command $sub $n"
+    nhelp=$("$flin" "$sub" "$n" --help) || fail "flin $sub $n --help failed"
+    for flag in $(flags_of <<<"$nhelp"); do
+      has_flag "$tmp/flin.txt" "$flag" ||
+        fail "flin.1 does not document $flag (from flin $sub $n --help)"
+      checked=$((checked + 1))
+    done
+  done
 done
 for code in 0 1 2 3 4 5; do
   grep -qE "^ +$code +[a-z]" <<<"$help" || fail "flin --help does not explain exit status $code"
