@@ -601,6 +601,162 @@ TEST_F(CliTest, CompletionScripts) {
   EXPECT_NE(r.out.find("complete -c flind"), std::string::npos);
 }
 
+// total_commands_processed from INFO stats, read over a connection of our own.
+int64_t CommandsProcessed(const std::string& addr) {
+  auto a = flin::client::Address::Parse(addr);
+  auto conn = flin::client::Connection::Connect(*a);
+  if (!conn.ok()) {
+    ADD_FAILURE() << conn.status().ToString();
+    return -1;
+  }
+  auto info = (*conn)->Command({"INFO", "stats"});
+  if (!info.ok()) return -1;
+  const std::string key = "total_commands_processed:";
+  size_t at = info->str.find(key);
+  if (at == std::string::npos) {
+    ADD_FAILURE() << info->str;
+    return -1;
+  }
+  return std::stoll(info->str.substr(at + key.size()));
+}
+
+TEST_F(CliTest, ClusterCommandsOnStandalone) {
+  Expect({"set", "k", "v"}, "", "OK\n", 0);
+  Outcome r = Flin({"cluster", "status"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(
+      r.out.rfind("mode standalone\ncluster_id -\nnode_id 0\nrole standalone\nleader_id 0\n", 0),
+      0u)
+      << r.out;
+  EXPECT_NE(r.out.find("\napplied_index "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\nmember 0 - voter leader "), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.back(), '\n');
+  r = Flin({"cluster", "status", "--human"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("Standalone: this flind is not part of a cluster (applied index ", 0), 0u)
+      << r.out;
+  r = Flin({"--json", "cluster", "status"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["mode"], "standalone");
+  EXPECT_EQ(j["role"], "standalone");
+  EXPECT_TRUE(j["leader_id"].is_null());
+  ASSERT_EQ(j["members"].size(), 1u);
+  EXPECT_EQ(j["members"][0]["self"], true);
+  EXPECT_EQ(j["members"][0]["leader"], true);
+  EXPECT_GE(j["applied_index"].get<int64_t>(), 1);
+  // A standalone node is always healthy.
+  Expect({"health"}, "", "OK\n", 0);
+  Expect({"health", "--json"}, "", "\"OK\"\n", 0);
+  Expect({"health", "-q"}, "", "", 0);
+  Expect({"health", "--wait"}, "", "OK\n", 0);
+  Expect({"health", "--timeout", "2s"}, "", "OK\n", 0);
+  // Membership needs a cluster: flind's error, exit 4.
+  Expect({"cluster", "add", "127.0.0.1:7380"}, "", "", 4, "not part of a cluster", true);
+  Expect({"cluster", "add", "127.0.0.1:7380", "--id", "5"}, "", "", 4, "not part of a cluster",
+         true);
+  Expect({"cluster", "remove", "2"}, "", "", 4, "not part of a cluster", true);
+  Expect({"cluster", "transfer-leader"}, "", "", 4, "not part of a cluster", true);
+  Expect({"cluster", "transfer-leader", "2"}, "", "", 4, "not part of a cluster", true);
+  Expect({"cluster"}, "", "", 2, "subcommand", true);
+  Expect({"cluster", "add", "unix:/x.sock"}, "", "", 2, "HOST:PORT", true);
+}
+
+TEST_F(CliTest, Consistency) {
+  Expect({"set", "k", "v"}, "", "OK\n", 0);
+  // The connection's level, as the server sees it.
+  Expect({"call", "CONSISTENCY"}, "", "linearizable\n", 0);
+  Expect({"--consistency", "stale", "call", "CONSISTENCY"}, "", "stale\n", 0);
+  Expect({"--consistency", "linearizable", "call", "CONSISTENCY"}, "", "linearizable\n", 0);
+  Expect({"--consistency", "stale", "get", "k"}, "", "v", 0);
+  Expect({"--consistency", "stale", "mget", "k", "nope"}, "", "v\n\n", 1);
+  Expect({"--consistency", "stale"}, "CONSISTENCY\nGET k\n", "stale\nv\n", 0);  // piped shell
+  Expect({"--consistency", "stale", "export", "--format", "jsonl", "-q"}, "",
+         "{\"key\":\"k\",\"value\":\"v\"}\n", 0);
+  Expect({"--consistency", "bogus", "get", "k"}, "", "", 2,
+         "--consistency: must be linearizable or stale, not 'bogus'", true);
+  Expect({"--consistency", "STALE", "get", "k"}, "", "", 2, "--consistency", true);
+  // The default costs no round trip; stale costs exactly one.
+  const int64_t n0 = CommandsProcessed(addr_);
+  Expect({"ping"}, "", "PONG\n", 0);
+  const int64_t n1 = CommandsProcessed(addr_);
+  Expect({"--consistency", "linearizable", "ping"}, "", "PONG\n", 0);
+  const int64_t n2 = CommandsProcessed(addr_);
+  Expect({"--consistency", "stale", "ping"}, "", "PONG\n", 0);
+  const int64_t n3 = CommandsProcessed(addr_);
+  EXPECT_EQ(n2 - n1, n1 - n0);
+  EXPECT_EQ(n3 - n2, n1 - n0 + 1);
+  // Sent after AUTH.
+  StopFlind();
+  StartFlind({"--requirepass", "s3cret"});
+  Expect({"--password", "s3cret", "--consistency", "stale", "call", "CONSISTENCY"}, "", "stale\n",
+         0);
+  Expect({"--consistency", "stale", "call", "CONSISTENCY"}, "", "", 4, "NOAUTH", true);
+}
+
+// Starts argv in the background with stdout/stderr going to files.
+pid_t SpawnBackground(const std::vector<std::string>& argv,
+                      const std::map<std::string, std::string>& env, const std::string& out_path,
+                      const std::string& err_path) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(out, 1);
+    dup2(err, 2);
+    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+TEST_F(CliTest, HealthWaitsForTheServer) {
+  StopFlind();
+  // Nothing listening: --wait gives up at its timeout with the last reason.
+  const auto start = Clock::now();
+  Expect({"health", "--wait", "--timeout", "300ms"}, "", "", 3,
+         "flin: not healthy after 300ms: cannot connect to " + addr_, true);
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(20));
+  Expect({"health"}, "", "", 3, "cannot connect to " + addr_, true);
+  // Started before the server: connection errors count as "not yet".
+  const std::string out = dir_ + "/health.out", err = dir_ + "/health.err";
+  pid_t pid = SpawnBackground({FLIN_BIN, "health", "--wait", "--timeout", "60s"},
+                              {{"FLIN_ADDR", addr_}}, out, err);
+  // Let it find nothing to connect to a few times before flind starts.
+  const auto polled = Clock::now() + std::chrono::milliseconds(300);
+  while (Clock::now() < polled) {
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, WNOHANG), 0) << "flin health exited early: " << ReadFile(err);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  StartFlind({});
+  int status = 0;
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  pid_t done = 0;
+  while ((done = waitpid(pid, &status, WNOHANG)) == 0 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (done == 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    FAIL() << "flin health --wait did not return after flind started";
+  }
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << ReadFile(err);
+  EXPECT_EQ(ReadFile(out), "OK\n");
+}
+
 // The interactive shell on a pseudo-terminal.
 class Pty {
  public:
