@@ -71,6 +71,20 @@ Status ParseMember(const Reply& r, MemberStatus* m) {
   return Status::Ok();
 }
 
+// The dialer id in the HELLO frame every peer connection opens with (see
+// net/peer_transport.h): frame header [u32 length][u32 crc][u8 kind=16],
+// then "FLINPEER", u32 version, u64 cluster id, u64 dialer id (little
+// endian). 0 when the bytes are not a HELLO.
+constexpr size_t kHelloPrefix = 9 + 8 + 4 + 8 + 8;
+TcpProxy::Tag DialerIdFromHello(std::string_view prefix) {
+  if (prefix.size() < kHelloPrefix || prefix[8] != 16 || prefix.substr(9, 8) != "FLINPEER") {
+    return 0;
+  }
+  uint64_t id = 0;
+  for (int i = 7; i >= 0; --i) id = id << 8 | static_cast<uint8_t>(prefix[29 + i]);
+  return id;
+}
+
 }  // namespace
 
 const MemberStatus* NodeStatus::member(uint64_t id) const {
@@ -166,6 +180,8 @@ const Cluster::Node& Cluster::node(uint64_t id) const {
 std::vector<std::string> Cluster::CommonArgs(const Node& n) const {
   std::vector<std::string> a = {"--peer-listen",
                                 Loopback(n.peer_port),
+                                "--peer-advertise",
+                                advertised(n),
                                 "--cluster-secret-file",
                                 secret_path_,
                                 "--tick-ms",
@@ -180,34 +196,36 @@ std::vector<std::string> Cluster::CommonArgs(const Node& n) const {
   return a;
 }
 
+std::string Cluster::advertised(const Node& n) const {
+  return Loopback(n.inbound ? n.inbound->port() : n.peer_port);
+}
+
+Status Cluster::SetUpPeer(Node* n) {
+  n->peer_port = FreePort();
+  if (!opts_.proxies) return Status::Ok();
+  if (!proxy_) proxy_ = std::make_unique<TcpProxy>();
+  auto l = proxy_->AddLink(n->peer_port);
+  if (!l.ok()) return l.status();
+  n->inbound = *l;
+  n->inbound->SetTagger(kHelloPrefix, DialerIdFromHello);
+  return Status::Ok();
+}
+
 bool Cluster::Start(std::string* why) {
   FLIN_CHECK(nodes_.empty()) << "Start() twice";
+  std::string list;
   for (int i = 1; i <= opts_.nodes; ++i) {
     auto n = std::make_unique<Node>();
     n->id = static_cast<uint64_t>(i);
-    n->peer_port = FreePort();
+    Status s = SetUpPeer(n.get());
+    if (!s.ok()) {
+      if (why) *why = s.ToString();
+      return false;
+    }
+    list += (list.empty() ? "" : ",") + std::to_string(i) + "=" + advertised(*n);
     nodes_[n->id] = std::move(n);
   }
-  if (opts_.proxies) {
-    proxy_ = std::make_unique<TcpProxy>();
-    for (auto& [from, a] : nodes_) {
-      for (auto& [to, b] : nodes_) {
-        if (from == to) continue;
-        auto l = proxy_->AddLink(b->peer_port);
-        if (!l.ok()) {
-          if (why) *why = l.status().ToString();
-          return false;
-        }
-        links_[{from, to}] = *l;
-      }
-    }
-  }
   for (auto& [id, n] : nodes_) {
-    std::string list;
-    for (auto& [other, o] : nodes_) {
-      uint16_t port = other == id || !opts_.proxies ? o->peer_port : links_[{id, other}]->port();
-      list += (list.empty() ? "" : ",") + std::to_string(other) + "=" + Loopback(port);
-    }
     fs::create_directories(root_.path() + "/n" + std::to_string(id));
     Flind::Options fo;
     fo.data_dir = root_.path() + "/n" + std::to_string(id) + "/data";
@@ -367,16 +385,16 @@ void Cluster::Wipe(uint64_t id) {
   fs::remove_all(n.flind->data_dir(), ec);
 }
 
-TcpProxy::Link* Cluster::link(uint64_t from, uint64_t to) {
-  auto it = links_.find({from, to});
-  FLIN_CHECK(it != links_.end()) << "no proxy link " << from << " -> " << to;
-  return it->second;
+TcpProxy::Link* Cluster::inbound(uint64_t id) {
+  Node& n = node(id);
+  FLIN_CHECK(n.inbound) << "node " << id << " has no proxy (ClusterOptions::proxies)";
+  return n.inbound;
 }
 
-void Cluster::CutLink(uint64_t from, uint64_t to) { link(from, to)->Cut(); }
+void Cluster::CutLink(uint64_t from, uint64_t to) { inbound(to)->CutTag(from); }
 
 void Cluster::CutLinkOneWay(uint64_t from, uint64_t to) {
-  link(from, to)->CutOneWay(TcpProxy::Direction::kToTarget);
+  inbound(to)->CutTagOneWay(from, TcpProxy::Direction::kToTarget);
 }
 
 void Cluster::Partition(uint64_t a, uint64_t b) {
@@ -385,28 +403,41 @@ void Cluster::Partition(uint64_t a, uint64_t b) {
 }
 
 void Cluster::Isolate(uint64_t id) {
-  for (auto& [pair, l] : links_) {
-    if (pair.first == id || pair.second == id) l->Cut();
+  inbound(id)->Cut();
+  for (auto& [other, n] : nodes_) {
+    if (other != id && n->inbound) n->inbound->CutTag(id);
   }
 }
 
 void Cluster::HealAll() {
-  for (auto& [pair, l] : links_) l->Heal();
+  for (auto& [id, n] : nodes_) {
+    if (!n->inbound) continue;
+    // A connection that swallowed bytes now has a hole in its stream, which
+    // real TCP never produces (it retransmits or gives up on the
+    // connection): reset it, as TCP eventually would, instead of handing the
+    // receiver a torn frame.
+    auto st = n->inbound->stats();
+    uint64_t dropped = st.dropped_to_target + st.dropped_from_target;
+    if (dropped > n->dropped_at_heal) {
+      n->dropped_at_heal = dropped;
+      n->inbound->Reset();
+    }
+    n->inbound->Heal();
+  }
 }
 
 Result<uint64_t> Cluster::AddNode(const AddOptions& add) {
   uint64_t leader = WaitLeader();
   if (leader == 0) return Status::Unavailable("no leader to add a node through");
-  uint16_t peer = FreePort();
-  auto r = Command(leader, {"CLUSTER.ADD", Loopback(peer)});
+  auto n = std::make_unique<Node>();
+  FLIN_RETURN_IF_ERROR(SetUpPeer(n.get()));
+  auto r = Command(leader, {"CLUSTER.ADD", advertised(*n)});
   if (!r.ok()) return r.status();
   if (r->is_error()) return Status::Server(r->str);
   if (r->type != Reply::Type::kInteger || r->integer <= 0) {
     return Status::Protocol("CLUSTER.ADD replied " + client::DebugString(*r));
   }
-  auto n = std::make_unique<Node>();
   n->id = static_cast<uint64_t>(r->integer);
-  n->peer_port = peer;
   FLIN_CHECK(!nodes_.count(n->id)) << "CLUSTER.ADD reused id " << n->id;
   fs::create_directories(root_.path() + "/n" + std::to_string(n->id));
   Flind::Options fo;

@@ -1,22 +1,23 @@
 // Cluster: an N-node flind cluster on loopback for fault tests.
 //
 // Every node gets its own temp data dir, client port, unix socket and peer
-// port; all share one secret file. With `proxies` on, peer traffic runs
-// through a TcpProxy link per ordered pair of initial members: node i's
-// --initial-cluster list names, for each other node j, the address of the
-// link (i -> j) that forwards to j's real --peer-listen port. flind's peer
-// transport sends i's messages to j only on connections i dialed, so that
-// link carries exactly the traffic from i to j (plus handshake replies):
-// cutting it is a one-way partition i -/-> j, cutting both links of a pair
-// a symmetric one, Isolate(i) cuts i off from everyone. Nodes added later
-// (AddNode) are dialed at their real peer address (no proxy).
+// port; all share one secret file. With `proxies` on, each node's inbound
+// peer traffic runs through its own TcpProxy link: the node listens on its
+// real --peer-listen port and advertises the proxy's address, which is what
+// every --initial-cluster list (identical on all nodes, as flind derives the
+// cluster id from it) and CLUSTER.ADD name. flind's peer transport sends i's
+// messages to j only on connections i dialed, and every connection opens
+// with a HELLO frame naming the dialer; the proxy tags connections by that
+// id. So "i -> j" is the set of connections into j's proxy tagged i:
+// cutting it is a one-way partition i -/-> j, cutting both directions of a
+// pair a symmetric one, and Isolate(i) cuts everything into and out of i.
 //
 // Node ids are flind's node ids (1..N for the initial members); every
 // method takes ids, not indexes.
 //
-// Thread-safety: StatusOf(), Connect() and the partition controls may be
-// called from any thread; starting, stopping, adding and removing nodes
-// belong to the test thread.
+// Thread-safety: StatusOf(), Connect(), Command() and the partition controls
+// may be called from any thread; starting, stopping, adding and removing
+// nodes belong to the test thread.
 #pragma once
 
 #include <chrono>
@@ -126,16 +127,18 @@ class Cluster {
   // cannot connect.
   Result<client::Reply> Command(uint64_t id, const std::vector<std::string_view>& args) const;
 
-  // Partitions (require options().proxies; only between initial members).
-  TcpProxy::Link* link(uint64_t from, uint64_t to);
+  // Partitions (require options().proxies).
+  TcpProxy::Link* inbound(uint64_t id);      // the proxy in front of id's peer port
   void CutLink(uint64_t from, uint64_t to);  // closes and refuses from -> to
   void CutLinkOneWay(uint64_t from,
                      uint64_t to);         // swallows from -> to bytes, keeps the connection
   void Partition(uint64_t a, uint64_t b);  // both directions
   void Isolate(uint64_t id);               // from and to everyone
+  // Heals every cut. Connections that lost bytes to a one-way cut are
+  // closed first (see the comment in the .cc).
   void HealAll();
 
-  // Membership. AddNode: CLUSTER.ADD <peer addr> on the leader, then starts
+  // Membership. AddNode: CLUSTER.ADD <advertised peer addr> on the leader, then starts
   // a new flind with --node-id <id> --join <leader client addr>. With
   // `secret_file` set, the new node uses that secret instead of the
   // cluster's; with wait_ready false it is not required to answer PING.
@@ -156,18 +159,22 @@ class Cluster {
   struct Node {
     uint64_t id = 0;
     uint16_t peer_port = 0;
+    TcpProxy::Link* inbound = nullptr;  // with proxies
+    uint64_t dropped_at_heal = 0;
     std::unique_ptr<Flind> flind;
     bool stopped = false;
   };
   Node& node(uint64_t id);
   const Node& node(uint64_t id) const;
   std::vector<std::string> CommonArgs(const Node& n) const;
+  // Picks the node's peer port and, with proxies, its inbound link.
+  Status SetUpPeer(Node* n);
+  std::string advertised(const Node& n) const;
 
   ClusterOptions opts_;
   TempDir root_;
   std::string secret_path_;
   std::unique_ptr<TcpProxy> proxy_;
-  std::map<std::pair<uint64_t, uint64_t>, TcpProxy::Link*> links_;  // (from, to)
   std::map<uint64_t, std::unique_ptr<Node>> nodes_;
 };
 

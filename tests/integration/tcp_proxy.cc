@@ -12,6 +12,7 @@
 #include <asio/write.hpp>
 #include <atomic>
 #include <future>
+#include <map>
 #include <set>
 
 namespace flin::test {
@@ -26,7 +27,14 @@ struct Pipe {
       : client(std::move(accepted)), server(client.get_executor()) {}
   tcp::socket client;
   tcp::socket server;
+  TcpProxy::Tag tag = 0;
   bool closed = false;
+};
+
+// What is cut, for all connections or for one tag.
+struct Rule {
+  bool cut = false;
+  std::array<bool, 2> drop = {false, false};  // by direction index
 };
 
 class LinkImpl : public TcpProxy::Link, public std::enable_shared_from_this<LinkImpl> {
@@ -58,18 +66,42 @@ class LinkImpl : public TcpProxy::Link, public std::enable_shared_from_this<Link
 
   void Cut() override {
     OnIo([this] {
-      cut_ = true;
+      all_.cut = true;
       CloseAll();
     });
   }
   void CutOneWay(TcpProxy::Direction d) override {
-    OnIo([this, d] { drop_[Index(d)] = true; });
+    OnIo([this, d] { all_.drop[Index(d)] = true; });
   }
   void Heal() override {
     OnIo([this] {
-      cut_ = false;
-      drop_ = {false, false};
+      all_ = Rule{};
+      tags_.clear();
     });
+  }
+  void SetTagger(size_t prefix_bytes, TcpProxy::Tagger tagger) override {
+    OnIo([&] {
+      prefix_bytes_ = prefix_bytes;
+      tagger_ = std::move(tagger);
+    });
+  }
+  void CutTag(TcpProxy::Tag tag) override {
+    OnIo([this, tag] {
+      tags_[tag].cut = true;
+      auto pipes = pipes_;
+      for (const auto& p : pipes) {
+        if (p->tag == tag) Close(p);
+      }
+    });
+  }
+  void CutTagOneWay(TcpProxy::Tag tag, TcpProxy::Direction d) override {
+    OnIo([this, tag, d] { tags_[tag].drop[Index(d)] = true; });
+  }
+  void HealTag(TcpProxy::Tag tag) override {
+    OnIo([this, tag] { tags_.erase(tag); });
+  }
+  void Reset() override {
+    OnIo([this] { CloseAll(); });
   }
 
   TcpProxy::Stats stats() const override {
@@ -127,13 +159,12 @@ class LinkImpl : public TcpProxy::Link, public std::enable_shared_from_this<Link
           co_await self->acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
       if (!self->acceptor_.is_open()) co_return;
       if (ec) continue;  // e.g. the dialer gave up before we accepted
-      if (self->cut_) {
+      if (self->all_.cut) {
         ++self->refused_;
         std::error_code ignored;
         socket.close(ignored);
         continue;
       }
-      ++self->accepted_;
       ++self->open_;
       auto pipe = std::make_shared<Pipe>(std::move(socket));
       self->pipes_.insert(pipe);
@@ -141,13 +172,56 @@ class LinkImpl : public TcpProxy::Link, public std::enable_shared_from_this<Link
     }
   }
 
+  bool Cut(const Pipe& p) const {
+    if (all_.cut) return true;
+    auto it = tags_.find(p.tag);
+    return it != tags_.end() && it->second.cut;
+  }
+  bool Drops(const Pipe& p, int dir) const {
+    if (all_.drop[dir]) return true;
+    auto it = tags_.find(p.tag);
+    return it != tags_.end() && it->second.drop[dir];
+  }
+
   static awaitable<void> Forward(std::shared_ptr<LinkImpl> self, std::shared_ptr<Pipe> pipe) {
     std::error_code ec;
+    // With a tagger: hold the dialer's first bytes until the tag is known.
+    std::string prefix;
+    if (self->tagger_) {
+      std::array<char, 4096> buf;
+      while (prefix.size() < self->prefix_bytes_ && !pipe->closed) {
+        size_t n = co_await pipe->client.async_read_some(
+            asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) break;
+        prefix.append(buf.data(), n);
+      }
+      if (pipe->closed) co_return;
+      pipe->tag = self->tagger_(prefix);
+      if (self->Cut(*pipe)) {
+        ++self->refused_;
+        self->Close(pipe);
+        co_return;
+      }
+    }
+    ++self->accepted_;
     co_await pipe->server.async_connect(self->target_,
                                         asio::redirect_error(asio::use_awaitable, ec));
     if (ec || pipe->closed) {
       self->Close(pipe);
       co_return;
+    }
+    if (!prefix.empty()) {
+      if (self->Drops(*pipe, 0)) {
+        self->dropped_[0] += prefix.size();
+      } else {
+        size_t w = co_await asio::async_write(pipe->server, asio::buffer(prefix),
+                                              asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) {
+          self->Close(pipe);
+          co_return;
+        }
+        self->bytes_[0] += w;
+      }
     }
     std::error_code ignored;
     pipe->server.set_option(tcp::no_delay(true), ignored);
@@ -167,7 +241,7 @@ class LinkImpl : public TcpProxy::Link, public std::enable_shared_from_this<Link
       size_t n = co_await from.async_read_some(asio::buffer(buf),
                                                asio::redirect_error(asio::use_awaitable, ec));
       if (ec || pipe->closed) break;
-      if (self->drop_[dir]) {
+      if (self->Drops(*pipe, dir)) {
         self->dropped_[dir] += n;
         continue;
       }
@@ -185,8 +259,10 @@ class LinkImpl : public TcpProxy::Link, public std::enable_shared_from_this<Link
   uint16_t target_port_;
   uint16_t port_ = 0;
   // io thread only:
-  bool cut_ = false;
-  std::array<bool, 2> drop_ = {false, false};
+  Rule all_;
+  std::map<TcpProxy::Tag, Rule> tags_;
+  size_t prefix_bytes_ = 0;
+  TcpProxy::Tagger tagger_;
   std::set<std::shared_ptr<Pipe>> pipes_;
   // Read from any thread:
   std::atomic<uint64_t> accepted_{0}, refused_{0}, open_{0};

@@ -10,6 +10,13 @@
 // Counters say what went through and what was dropped, so a test can wait
 // for "the proxy swallowed N bytes" instead of sleeping.
 //
+// Tags. When many dialers share one link (every peer dials node j at the
+// same address), a tagger can tell them apart: it sees the first bytes each
+// dialer sends (e.g. a handshake naming the dialer) and returns a tag; the
+// *Tag controls then act on that dialer's connections only. Those first
+// bytes are held back until the tag is known, so a connection whose tag is
+// cut never reaches the target.
+//
 // Everything listens and dials on 127.0.0.1.
 //
 // Threading. One TcpProxy owns one asio io_context run by its own thread; all
@@ -24,6 +31,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -48,6 +56,10 @@ class TcpProxy {
     uint64_t dropped_from_target = 0;
   };
 
+  using Tag = uint64_t;  // 0: untagged
+  // Returns the tag for a connection whose dialer sent `prefix` first.
+  using Tagger = std::function<Tag(std::string_view prefix)>;
+
   class Link {
    public:
     virtual ~Link() = default;
@@ -63,6 +75,18 @@ class TcpProxy {
     // Undoes Cut and CutOneWay. Bytes swallowed meanwhile stay lost.
     virtual void Heal() = 0;
     virtual Stats stats() const = 0;
+
+    // Call before any connection arrives. Each connection first reads at
+    // least `prefix_bytes` from the dialer (or until it closes), then asks
+    // the tagger.
+    virtual void SetTagger(size_t prefix_bytes, Tagger tagger) = 0;
+    // Like Cut/CutOneWay, for the connections tagged `tag` only.
+    virtual void CutTag(Tag tag) = 0;
+    virtual void CutTagOneWay(Tag tag, Direction direction) = 0;
+    // Undoes CutTag/CutTagOneWay for `tag` (Heal() undoes them for all tags).
+    virtual void HealTag(Tag tag) = 0;
+    // Closes every open connection (they may reconnect at once, unless cut).
+    virtual void Reset() = 0;
   };
 
   TcpProxy();

@@ -231,6 +231,64 @@ TEST(TcpProxyTest, DeadTargetClosesTheDialerAndLinksAreIndependent) {
   EXPECT_EQ(RecvN(srv.get(), 5), "via b");
 }
 
+TEST(TcpProxyTest, TagsSeparateDialersSharingALink) {
+  ProxyRig s;
+  ASSERT_NE(s.link, nullptr);
+  // The first byte names the dialer: 'a' -> 1, 'b' -> 2.
+  s.link->SetTagger(1, [](std::string_view prefix) -> TcpProxy::Tag {
+    return prefix.empty() ? 0 : static_cast<TcpProxy::Tag>(prefix[0] - 'a' + 1);
+  });
+  Fd a = Dial(s.link->port());
+  SendAll(a.get(), "a1");
+  Fd srv_a = Accept(s.listener.get());
+  EXPECT_EQ(RecvN(srv_a.get(), 2), "a1");  // the held-back prefix arrives first
+  Fd b = Dial(s.link->port());
+  SendAll(b.get(), "b1");
+  Fd srv_b = Accept(s.listener.get());
+  EXPECT_EQ(RecvN(srv_b.get(), 2), "b1");
+
+  // Cutting tag 1 closes a's connection only, and refuses a's new ones
+  // before they reach the target.
+  s.link->CutTag(1);
+  EXPECT_TRUE(SeesClose(a.get()));
+  EXPECT_TRUE(SeesClose(srv_a.get()));
+  SendAll(b.get(), "b2");
+  EXPECT_EQ(RecvN(srv_b.get(), 2), "b2");
+  Fd a2 = Dial(s.link->port());
+  SendAll(a2.get(), "a2");
+  EXPECT_TRUE(SeesClose(a2.get()));
+  EXPECT_FALSE(Readable(s.listener.get(), 0)) << "a cut dialer reached the target";
+  EXPECT_EQ(s.link->stats().refused, 1u);
+
+  // One-way for tag 2: b's bytes are swallowed, replies still flow.
+  s.link->CutTagOneWay(2, TcpProxy::Direction::kToTarget);
+  SendAll(b.get(), "xyz");
+  ASSERT_TRUE(WaitFor([&] { return s.link->stats().dropped_to_target == 3; }));
+  EXPECT_TRUE(NothingPending(srv_b.get()));
+  SendAll(srv_b.get(), "ok");
+  EXPECT_EQ(RecvN(b.get(), 2), "ok");
+
+  s.link->HealTag(1);
+  Fd a3 = Dial(s.link->port());
+  SendAll(a3.get(), "a3");
+  Fd srv_a3 = Accept(s.listener.get());
+  EXPECT_EQ(RecvN(srv_a3.get(), 2), "a3");
+  SendAll(b.get(), "zz");  // tag 2 is still one-way cut
+  ASSERT_TRUE(WaitFor([&] { return s.link->stats().dropped_to_target == 5; }));
+  s.link->Heal();  // heals every tag
+  SendAll(b.get(), "b3");
+  EXPECT_EQ(RecvN(srv_b.get(), 2), "b3");
+
+  // Reset closes everything but refuses nothing.
+  s.link->Reset();
+  EXPECT_TRUE(SeesClose(b.get()));
+  EXPECT_TRUE(SeesClose(a3.get()));
+  Fd b4 = Dial(s.link->port());
+  SendAll(b4.get(), "b4");
+  Fd srv_b4 = Accept(s.listener.get());
+  EXPECT_EQ(RecvN(srv_b4.get(), 2), "b4");
+}
+
 TEST(TcpProxyTest, BusyListenPortIsAnError) {
   TcpProxy proxy;
   uint16_t port = 0;
