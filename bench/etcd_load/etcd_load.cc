@@ -6,6 +6,7 @@
 // entry: the counterpart of an MSET of K keys. Keys are <prefix> plus a
 // 12-digit number drawn uniformly from [0, keyspace) (redis-benchmark -r), or
 // numbered 0..N*K-1 with --sequential so a test can count them afterwards.
+// The K keys of one txn are always distinct (etcd rejects duplicates).
 //
 // Prints two CSV lines (header, figures): requests/s, keys/s, p50 and p99
 // latency in ms, and errors. Exits 1 if any request failed.
@@ -91,7 +92,13 @@ std::string BuildRequest(Run& run, const Endpoint& ep, uint64_t request) {
   }
   std::vector<std::string> keys;
   keys.reserve(o.ops);
-  for (int i = 0; i < o.ops; ++i) keys.push_back(KeyFor(run, request, i));
+  // etcd refuses a txn that puts one key twice ("duplicate key given in txn
+  // request"), so random keys are redrawn until the K keys differ.
+  for (int i = 0; i < o.ops; ++i) {
+    std::string key = KeyFor(run, request, i);
+    while (std::find(keys.begin(), keys.end(), key) != keys.end()) key = KeyFor(run, request, i);
+    keys.push_back(std::move(key));
+  }
   return flin::bench::HttpPost(ep.host_port, "/v3/kv/txn",
                                flin::bench::TxnPutBody(keys, run.value_b64));
 }
@@ -220,6 +227,11 @@ int main(int argc, char** argv) {
   std::string error;
   if (!ParseEndpoints(endpoints, &o.endpoints, &error)) {
     fprintf(stderr, "etcd_load: %s\n", error.c_str());
+    return 2;
+  }
+  if (!o.sequential && static_cast<uint64_t>(o.ops) > o.keyspace) {
+    fprintf(stderr, "etcd_load: --ops %d needs a keyspace of at least %d distinct keys\n", o.ops,
+            o.ops);
     return 2;
   }
   if (o.name.empty()) o.name = o.ops == 1 ? "put" : "txn" + std::to_string(o.ops);
