@@ -373,7 +373,8 @@ int RunScript(Session& s, std::FILE* in) {
       if (reply.is_error()) {
         printer.Flush();
         Runner::Report("line " + std::to_string(batch[i].line) + ": ", reply.str);
-        worst = std::max<int>(worst, kExitServer);
+        // TRYAGAIN counts as 3 (retry later), other errors as 4.
+        worst = std::max<int>(worst, ExitCodeFor(Status::Server(reply.str)));
         continue;
       }
       printer.Reply(reply);

@@ -686,6 +686,30 @@ TEST_F(CliTest, Consistency) {
   const int64_t n3 = CommandsProcessed(addr_);
   EXPECT_EQ(n2 - n1, n1 - n0);
   EXPECT_EQ(n3 - n2, n1 - n0 + 1);
+  // Pool connections get it too (it is part of connecting).
+  {
+    flin::client::PoolConfig cfg = flin::client::DefaultPoolConfig({addr_});
+    cfg.connect.consistency = "stale";
+    flin::client::Pool pool(cfg);
+    for (int i = 0; i < 2; ++i) {
+      auto lease = pool.Acquire();
+      ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+      auto reply = (*lease)->Command({"CONSISTENCY"});
+      ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+      EXPECT_EQ(reply->str, "stale");
+    }
+    auto v = pool.Get("k");
+    ASSERT_TRUE(v.ok()) << v.status().ToString();
+    EXPECT_EQ(v->value_or("<missing>"), "v");
+  }
+  // An unknown level is the server's to refuse: a Server error at connect.
+  {
+    flin::client::ConnectOptions o;
+    o.consistency = "eventual";
+    auto conn = flin::client::Connection::Connect(*flin::client::Address::Parse(addr_), o);
+    ASSERT_FALSE(conn.ok());
+    EXPECT_EQ(conn.status().code(), flin::Status::Code::kServer) << conn.status().ToString();
+  }
   // Sent after AUTH.
   StopFlind();
   StartFlind({"--requirepass", "s3cret"});

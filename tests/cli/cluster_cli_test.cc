@@ -431,6 +431,12 @@ TEST_F(ClusterCliTest, HealthAndStaleReadsWithoutQuorum) {
   r = Flin(1, {"set", "k2", "v"});
   EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
   EXPECT_NE(r.err.find("TRYAGAIN"), std::string::npos) << r.err;
+  // Piped commands: a TRYAGAIN line makes the run's status 3, and the run
+  // goes on (the stale CONSISTENCY line still answers).
+  r = RunProcess({FLIN_BIN, "--addr", Addr(1)}, "SET k3 v\nCONSISTENCY\n", seconds(60));
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("flin: line 1: TRYAGAIN"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "linearizable\n");
   // The status still answers: no leader known.
   nlohmann::json st = StatusJson(1);
   ASSERT_TRUE(st.is_object());
