@@ -19,12 +19,14 @@ namespace {
 std::string Loopback(uint16_t port) { return "127.0.0.1:" + std::to_string(port); }
 
 std::string Tail(const std::string& text, size_t lines) {
-  size_t pos = text.size();
-  for (size_t n = 0; n <= lines && pos > 0; ++n) {
-    pos = text.rfind('\n', pos - 1);
-    if (pos == std::string::npos) return text;
+  size_t start = text.size();
+  for (size_t n = 0; n <= lines; ++n) {
+    if (start == 0) return text;
+    size_t nl = text.rfind('\n', start - 1);
+    if (nl == std::string::npos) return text;
+    start = nl;
   }
-  return text.substr(pos + 1);
+  return text.substr(start + 1);
 }
 
 bool IntField(const Reply& r, int64_t* out) {
@@ -383,6 +385,15 @@ void Cluster::Wipe(uint64_t id) {
   FLIN_CHECK(!n.flind->running()) << "Wipe of a running node " << id;
   std::error_code ec;
   fs::remove_all(n.flind->data_dir(), ec);
+}
+
+void Cluster::SetSecretFile(uint64_t id, const std::string& path) {
+  Flind& f = *node(id).flind;
+  auto args = f.extra_args();
+  for (size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] == "--cluster-secret-file") args[i + 1] = path;
+  }
+  f.set_extra_args(std::move(args));
 }
 
 TcpProxy::Link* Cluster::inbound(uint64_t id) {

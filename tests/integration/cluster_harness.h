@@ -119,6 +119,8 @@ class Cluster {
   int Terminate(uint64_t id);
   bool Restart(uint64_t id, std::string* why = nullptr);
   void Wipe(uint64_t id);  // removes the data dir (node must not run)
+  // The secret file the node uses from its next (re)start on.
+  void SetSecretFile(uint64_t id, const std::string& path);
   bool stopped(uint64_t id) const;
 
   // A client connection to the node's unix socket; nullptr when it fails.

@@ -353,6 +353,15 @@ std::chrono::milliseconds TimeUntilWritable(const Cluster& cluster,
   return ok ? took : deadline + 1s;
 }
 
+// The value of `field` in an INFO reply ("" when absent).
+std::string InfoField(const std::string& info, const std::string& field) {
+  size_t p = info.find("\n" + field + ":");
+  if (p == std::string::npos) return "";
+  p += field.size() + 2;
+  size_t e = info.find_first_of("\r\n", p);
+  return info.substr(p, e == std::string::npos ? std::string::npos : e - p);
+}
+
 std::string StatusLine(const Cluster& cluster, uint64_t id) {
   auto s = cluster.StatusOf(id);
   return s.ok() ? s->ToString() : "node " + std::to_string(id) + ": " + s.status().ToString();
@@ -382,10 +391,12 @@ class ClusterTest : public ::testing::Test {
     return c;
   }
 
+  // On failure (or always with FLIN_TEST_LOGS=1) the tail of every node's
+  // log goes to stderr; FLIN_TEST_LOG_LINES=N sets how many lines (60).
   void TearDown() override {
-    if (HasFailure() && cluster_)
-      std::cerr << cluster_->Logs(
-          getenv("FLIN_TEST_LOG_LINES") ? atoi(getenv("FLIN_TEST_LOG_LINES")) : 60);
+    if (!cluster_ || !(HasFailure() || std::getenv("FLIN_TEST_LOGS"))) return;
+    const char* lines = std::getenv("FLIN_TEST_LOG_LINES");
+    std::cerr << cluster_->Logs(lines ? std::atoi(lines) : 60);
   }
 
   std::unique_ptr<Cluster> cluster_;
@@ -534,7 +545,42 @@ TEST_F(ClusterTest, StoppedLeaderIsReplacedAndCatchesUpAfterContinue) {
   ExpectLinearizable(history);
 }
 
-TEST_F(ClusterTest, FollowerRestartedFiftyThousandWritesLaterCatchesUpBySnapshot) {
+// Every one of the `n` bulk keys is on node `id` (its local state machine).
+void ExpectAllBulkKeys(const Cluster& cluster, uint64_t id, int n) {
+  auto c = StaleConnection(cluster, id);
+  ASSERT_TRUE(c);
+  std::vector<std::vector<std::string>> cmds;
+  for (int base = 0; base < n; base += 1000) {
+    std::vector<std::string> cmd = {"MGET"};
+    for (int i = base; i < std::min(n, base + 1000); ++i)
+      cmd.push_back("bulk:" + std::to_string(i));
+    cmds.push_back(cmd);
+  }
+  auto r = c->Pipeline(cmds);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  int missing = 0;
+  for (size_t p = 0; p < r->size(); ++p) {
+    const auto& e = (*r)[p];
+    ASSERT_EQ(e.type, Reply::Type::kArray);
+    for (size_t i = 0; i < e.elements.size(); ++i) {
+      if (e.elements[i].str != std::to_string(p * 1000 + i)) ++missing;
+    }
+  }
+  EXPECT_EQ(missing, 0) << "node " << id;
+  auto dbsize = cluster.Command(id, {"DBSIZE"});
+  ASSERT_TRUE(dbsize.ok());
+  EXPECT_EQ(dbsize->integer, n) << "node " << id;
+}
+
+int64_t SnapshotsInstalled(const Cluster& cluster, uint64_t id) {
+  auto info = cluster.Command(id, {"INFO"});
+  if (!info.ok() || info->is_error()) return -1;
+  EXPECT_NE(info->str.find("# Raft"), std::string::npos);
+  std::string v = InfoField(info->str, "raft_snapshots_installed");
+  return v.empty() ? -1 : std::atoll(v.c_str());
+}
+
+TEST_F(ClusterTest, FollowerRestartedFiftyThousandWritesLaterCatchesUp) {
   ClusterOptions o;
   o.snapshot_entries = 1000;
   cluster_ = StartCluster(o);
@@ -543,8 +589,8 @@ TEST_F(ClusterTest, FollowerRestartedFiftyThousandWritesLaterCatchesUpBySnapshot
   uint64_t follower = Without(cluster_->ids(), leader)[0];
   EXPECT_EQ(cluster_->Terminate(follower), 0);
 
-  // 50,000 single-key writes (one Raft entry each), pipelined over two
-  // connections through the leader and the other follower.
+  // 50,000 single-key writes, pipelined over two connections through the
+  // leader and the other follower.
   constexpr int kWrites = 50'000, kPipeline = 500, kConns = 2;
   auto writers_ok = std::make_shared<std::atomic<int>>(0);
   std::vector<std::thread> threads;
@@ -570,7 +616,8 @@ TEST_F(ClusterTest, FollowerRestartedFiftyThousandWritesLaterCatchesUpBySnapshot
   ASSERT_EQ(*writers_ok, kWrites);
   auto ls = cluster_->StatusOf(leader);
   ASSERT_TRUE(ls.ok());
-  EXPECT_GE(ls->commit_index, static_cast<uint64_t>(kWrites));
+  // Pipelined writes may share entries; still many snapshot intervals.
+  EXPECT_GT(ls->commit_index, 10u * o.snapshot_entries) << ls->ToString();
 
   std::string why;
   auto restart = Clock::now();
@@ -583,40 +630,29 @@ TEST_F(ClusterTest, FollowerRestartedFiftyThousandWritesLaterCatchesUpBySnapshot
       90s))
       << "follower did not catch up: " << StatusLine(*cluster_, follower);
   auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - restart);
-  // INFO agrees with CLUSTER.STATUS.
-  auto info = cluster_->Command(follower, {"INFO"});
-  ASSERT_TRUE(info.ok());
-  EXPECT_NE(info->str.find("# Raft"), std::string::npos);
-  EXPECT_NE(info->str.find("applied_index:"), std::string::npos);
   ASSERT_TRUE(cluster_->WaitConverged());
-  // Every write is on the restarted follower.
-  auto c = StaleConnection(*cluster_, follower);
-  ASSERT_TRUE(c);
-  std::vector<std::vector<std::string>> cmds;
-  for (int base = 0; base < kWrites; base += 1000) {
-    std::vector<std::string> cmd = {"MGET"};
-    for (int i = base; i < base + 1000; ++i) cmd.push_back("bulk:" + std::to_string(i));
-    cmds.push_back(cmd);
-  }
-  auto r = c->Pipeline(cmds);
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
-  int missing = 0;
-  for (size_t p = 0; p < r->size(); ++p) {
-    const auto& e = (*r)[p];
-    ASSERT_EQ(e.type, Reply::Type::kArray);
-    for (size_t i = 0; i < e.elements.size(); ++i) {
-      if (e.elements[i].str != std::to_string(p * 1000 + i)) ++missing;
-    }
-  }
-  EXPECT_EQ(missing, 0);
-  auto dbsize = cluster_->Command(follower, {"DBSIZE"});
-  ASSERT_TRUE(dbsize.ok());
-  EXPECT_EQ(dbsize->integer, kWrites);
-  // The log before the restart point was compacted away: the follower must
-  // have been sent a snapshot (both sides say so in their logs).
-  std::string logs = cluster_->flind(follower).log() + cluster_->flind(leader).log();
-  EXPECT_NE(logs.find("snapshot"), std::string::npos) << "no snapshot mentioned in the logs";
-  std::cerr << "follower caught up with " << kWrites << " writes in " << took.count() << " ms\n";
+  ExpectAllBulkKeys(*cluster_, follower, kWrites);
+  // flind compacts its log by whole 64 MiB segments, so 50,000 small
+  // entries stay in the log and the follower may catch up from it; which
+  // way it went is reported, not asserted (see the next test for a
+  // snapshot that must happen).
+  std::cerr << "restarted follower caught up with " << kWrites << " writes in " << took.count()
+            << " ms; snapshots installed: " << SnapshotsInstalled(*cluster_, follower) << "\n";
+
+  // A brand-new member has none of the log the initial members were seeded
+  // with: it can only be brought up by a snapshot.
+  auto added = cluster_->AddNode();
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto s = cluster_->StatusOf(*added);
+        return s.ok() && s->applied_index >= ls->commit_index;
+      },
+      90s))
+      << "new node did not catch up: " << StatusLine(*cluster_, *added);
+  EXPECT_GE(SnapshotsInstalled(*cluster_, *added), 1) << "the new node got no snapshot";
+  ASSERT_TRUE(cluster_->WaitConverged());
+  ExpectAllBulkKeys(*cluster_, *added, kWrites);
 }
 
 TEST_F(ClusterTest, AddingAFourthNodeAndRemovingOneUnderLoad) {
@@ -691,65 +727,77 @@ TEST_F(ClusterTest, AddingAFourthNodeAndRemovingOneUnderLoad) {
   EXPECT_EQ(s->role == "leader" || s->role == "follower", true) << s->ToString();
 }
 
+bool LogsMention(Cluster& cluster, const std::vector<uint64_t>& ids, const std::string& text) {
+  for (uint64_t id : ids) {
+    if (cluster.flind(id).log().find(text) != std::string::npos) return true;
+  }
+  return false;
+}
+
 TEST_F(ClusterTest, PeerWithTheWrongSecretIsRefused) {
   cluster_ = StartCluster();
   ASSERT_TRUE(cluster_);
   std::string bad_secret = cluster_->secret_path() + ".wrong";
   std::ofstream(bad_secret) << "not-the-cluster-secret\n";
+
+  // 1. A new node joining with the wrong secret is refused and says why.
   Cluster::AddOptions ao;
   ao.secret_file = bad_secret;
   ao.wait_ready = false;
   auto added = cluster_->AddNode(ao);
   ASSERT_TRUE(added.ok()) << added.status().ToString();
-  uint64_t bad = *added;
+  uint64_t stranger = *added;
+  ASSERT_TRUE(WaitFor([&] { return !cluster_->flind(stranger).Alive(); }, 30s))
+      << "flind joining with the wrong secret kept running";
+  EXPECT_NE(cluster_->flind(stranger).last_exit_status(), 0);
+  EXPECT_TRUE(LogsMention(*cluster_, {stranger}, "secret")) << cluster_->flind(stranger).log();
+  uint64_t leader = cluster_->WaitLeader(30s, {1, 2, 3});
+  ASSERT_NE(leader, 0u);
+  auto s = cluster_->StatusOf(leader);
+  ASSERT_TRUE(s.ok());
+  if (const MemberStatus* m = s->member(stranger)) {
+    EXPECT_EQ(m->kind, "learner") << s->ToString();
+    EXPECT_LE(m->match, 0) << s->ToString();
+    EXPECT_TRUE(cluster_->RemoveNode(stranger).ok());
+  }
 
-  // Someone says why: the handshake fails on the secret.
+  // 2. A member restarted with the wrong secret cannot talk to its peers:
+  // every handshake fails, nothing reaches it, the others keep serving.
+  uint64_t follower = Without(cluster_->ids(), leader)[0];
+  cluster_->Terminate(follower);
+  cluster_->SetSecretFile(follower, bad_secret);
+  std::string why;
+  ASSERT_TRUE(cluster_->Restart(follower, &why)) << why;
   ASSERT_TRUE(WaitFor(
       [&] {
-        for (uint64_t id : cluster_->ids()) {
-          std::string l = cluster_->flind(id).log();
-          if (l.find("wrong cluster secret") != std::string::npos ||
-              l.find("authentication failed") != std::string::npos) {
-            return true;
-          }
-        }
-        return false;
+        return LogsMention(*cluster_, {1, 2, 3}, "authentication failed");
       },
       30s))
       << "no log line about the wrong secret";
-
-  // The cluster keeps serving; nothing reaches the stranger.
-  uint64_t leader = cluster_->WaitLeader(30s, {1, 2, 3});
-  ASSERT_NE(leader, 0u);
   for (int i = 0; i < 20; ++i) {
     auto r = cluster_->Command(leader, {"SET", "after-bad-peer", std::to_string(i)});
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r->type, Reply::Type::kStatus) << client::DebugString(*r);
   }
-  auto s = cluster_->StatusOf(leader);
-  ASSERT_TRUE(s.ok());
-  const MemberStatus* m = s->member(bad);
-  if (m) {
-    EXPECT_NE(m->kind, "voter") << s->ToString();
-    EXPECT_LE(m->match, 0) << s->ToString();
-  }
-  if (cluster_->flind(bad).Alive()) {
-    auto c = StaleConnection(*cluster_, bad);
-    if (c) {
-      auto v = c->Get("after-bad-peer");
-      EXPECT_TRUE(!v.ok() || !v->has_value()) << "data reached a peer with the wrong secret";
-      auto bs = cluster_->StatusOf(bad);
-      if (bs.ok()) {
-        EXPECT_NE(bs->role, "follower") << bs->ToString();
-        EXPECT_EQ(bs->applied_index, 0u) << bs->ToString();
-      }
-    }
-  }
-  // It can be removed again, and the three keep a quorum throughout.
-  EXPECT_TRUE(cluster_->RemoveNode(bad).ok());
-  auto r = cluster_->Command(leader, {"SET", "after-remove", "1"});
-  ASSERT_TRUE(r.ok());
-  EXPECT_EQ(r->type, Reply::Type::kStatus) << client::DebugString(*r);
+  auto c = StaleConnection(*cluster_, follower);
+  ASSERT_TRUE(c);
+  auto v = c->Get("after-bad-peer");
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_FALSE(v->has_value()) << "data reached a peer with the wrong secret";
+  auto fs = cluster_->StatusOf(follower);
+  ASSERT_TRUE(fs.ok());
+  EXPECT_NE(fs->role, "leader") << fs->ToString();
+
+  // 3. With the right secret again it rejoins and catches up.
+  cluster_->Terminate(follower);
+  cluster_->SetSecretFile(follower, cluster_->secret_path());
+  ASSERT_TRUE(cluster_->Restart(follower, &why)) << why;
+  ASSERT_TRUE(cluster_->WaitConverged(60s, {1, 2, 3}));
+  c = StaleConnection(*cluster_, follower);
+  ASSERT_TRUE(c);
+  v = c->Get("after-bad-peer");
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->value_or("(nil)"), "19");
 }
 
 // Asserts that a linearizable read and a write on `id` both fail with

@@ -19,6 +19,15 @@ namespace flin::test {
 
 namespace fs = std::filesystem;
 
+namespace {
+// In a forked child before exec: close every descriptor but stdin/out/err.
+// Sockets the test process holds (other daemons' client connections, an
+// in-process TCP proxy's listeners and connections: asio does not open them
+// close-on-exec) would otherwise live on in the child, and a connection the
+// test closes would stay open as long as any child runs.
+void CloseInheritedFds() { close_range(3, ~0u, 0); }
+}  // namespace
+
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");
   std::string tmpl = std::string(base && *base ? base : "/tmp") + "/flin-test-XXXXXX";
@@ -64,6 +73,7 @@ ProcResult RunProcess(const std::vector<std::string>& argv, std::string_view std
     dup2(in_p[0], 0);
     dup2(out_p[1], 1);
     dup2(err_p[1], 2);
+    CloseInheritedFds();
     for (const auto& e : extra_env) putenv(const_cast<char*>(e.c_str()));
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -167,6 +177,7 @@ bool Flind::Start(std::string* why) {
       int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       dup2(fd, 2);
       dup2(fd, 1);
+      CloseInheritedFds();
       std::vector<char*> args;
       for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
       args.push_back(nullptr);

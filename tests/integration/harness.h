@@ -78,6 +78,7 @@ class Flind {
   bool Alive();
   int last_exit_status() const { return last_exit_status_; }
   // Arguments used by the next Start().
+  const std::vector<std::string>& extra_args() const { return opts_.extra_args; }
   void set_extra_args(std::vector<std::string> args) { opts_.extra_args = std::move(args); }
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
