@@ -436,6 +436,10 @@ Status ClusterNode::Init() {
   rc.storage = storage_.get();
   rc.applied = applied;
   rc.random_seed = RandomU64();
+  // At most 64 x 256 KiB of entries in flight per follower: enough to keep
+  // a LAN busy, small enough that the transport's queues never fill.
+  rc.max_size_per_msg = 256 << 10;
+  rc.max_inflight_msgs = 64;
   auto r = raft::Raft::Create(rc);
   if (!r.ok()) return r.status();
   raft_ = std::move(r).value();
@@ -1149,7 +1153,16 @@ void ClusterNode::HandleForwardReply(std::string_view body) {
 void ClusterNode::SendMessage(const raft::Message& m) {
   std::string out(1, static_cast<char>(kRaftMsg));
   raft::EncodeMessage(m, &out);
-  if (!transport_->Send(m.to, std::move(out))) raft_->ReportUnreachable(m.to);
+  // Entries travel on the bulk connection so that heartbeats, votes and
+  // acknowledgements on the control connection never queue behind megabytes
+  // of log (a follower would otherwise miss heartbeats under write load and
+  // start elections). Reordering between the two is safe: a heartbeat only
+  // carries min(match, commit), never more than the follower is known to hold.
+  // Every append (empty probes too) uses the bulk connection, so appends
+  // keep their order among themselves.
+  net::Priority prio =
+      m.type == raft::MessageType::kAppend ? net::Priority::kBulk : net::Priority::kControl;
+  if (!transport_->Send(m.to, std::move(out), prio)) raft_->ReportUnreachable(m.to);
 }
 
 void ClusterNode::HandleReady(raft::Ready& rd) {
