@@ -765,6 +765,17 @@ void ClusterNode::RaftLoop() {
       HandleReady(rd);
       raft_->Advance();
     }
+    // Received snapshots the core declined (already covered by the log)
+    // will never be installed: drop their files.
+    for (auto it = received_.begin(); it != received_.end();) {
+      if (it->first.first <= raft_->commit_index()) {
+        std::error_code ec;
+        fs::remove(it->second, ec);
+        it = received_.erase(it);
+      } else {
+        ++it;
+      }
+    }
     uint64_t leader = raft_->leader();
     if (leader != last_leader_) {
       last_leader_ = leader;
