@@ -451,8 +451,13 @@ Status ClusterNode::Init() {
   topts.secret = opts_.secret;
   topts.listen = opts_.peer_listen;
   transport_ = std::make_unique<net::PeerTransport>(
-      io_, topts, [this](uint64_t from, std::string_view p) { OnPeerMessage(from, p); });
+      peer_io_, topts, [this](uint64_t from, std::string_view p) { OnPeerMessage(from, p); });
   FLIN_RETURN_IF_ERROR(transport_->Start());
+  peer_work_.emplace(peer_io_.get_executor());
+  peer_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "flind-peers");
+    peer_io_.run();
+  });
   for (const auto& [id, addr] : members_) {
     if (id != node_id_) transport_->SetPeer(id, addr);
   }
@@ -1341,6 +1346,7 @@ void ClusterNode::InstallSnapshot(const raft::SnapshotMeta& meta) {
   received_.erase(it);
   const std::string db = opts_.node.data_dir + "/state.db";
   {
+    std::lock_guard<std::mutex> ckpt_lock(checkpoint_mu_);
     std::lock_guard<std::mutex> lock(store_mu_);
     store_.reset();
     std::error_code ec;
@@ -1600,6 +1606,7 @@ void ClusterNode::ApplyLoop() {
       }
     }
     if (committed && !exit) {
+      std::lock_guard<std::mutex> lock(checkpoint_mu_);
       Status s = store_->BackgroundCheckpoint();
       if (!s.ok()) LOG_WARN << s.ToString();
     }
@@ -1615,15 +1622,25 @@ void ClusterNode::MaybeSnapshot(bool force) {
   if (!force && applied < last_snapshot_index_ + opts_.snapshot_entries) return;
   if (applied == 0) return;
   {
-    // The snapshot must also be what state.db itself durably holds, because
-    // the log below it is about to be discarded.
     std::lock_guard<std::mutex> lock(store_mu_);
-    Status s = store_->Checkpoint();
-    if (!s.ok()) {
-      LOG_WARN << "snapshot postponed: " << s.ToString();
-      if (force) snapshot_requested_.store(true);
-      return;
-    }
+    Status s = store_->Commit();
+    FLIN_CHECK(s.ok()) << "state.db commit failed: " << s.ToString();
+  }
+  // The snapshot must also be what state.db itself durably holds, because
+  // the log below it is about to be discarded. The checkpoint runs on the
+  // store's second connection without the store mutex: readers keep going.
+  // Only this thread commits, so nothing new arrives meanwhile.
+  Result<bool> durable = false;
+  {
+    std::lock_guard<std::mutex> lock(checkpoint_mu_);
+    durable = store_->DurableBackgroundCheckpoint();
+  }
+  if (!durable.ok() || !*durable) {
+    LOG_WARN << "snapshot postponed: state.db checkpoint incomplete"
+             << (durable.ok() ? std::string(" (a reader holds old pages)")
+                              : ": " + durable.status().ToString());
+    if (force) snapshot_requested_.store(true);
+    return;
   }
   std::string tmp = snap_dir_ + "/snapshot.tmp";
   auto index = store::KvStore::BackupTo(opts_.node.data_dir + "/state.db", tmp);
@@ -1753,6 +1770,9 @@ void ClusterNode::Stop() {
     streams_.clear();
   }
   if (transport_) transport_->Stop();
+  peer_work_.reset();
+  peer_io_.stop();
+  if (peer_thread_.joinable()) peer_thread_.join();
   for (auto& [k, c] : receiving_) ::close(c.fd);
   receiving_.clear();
   std::lock_guard<std::mutex> lock(store_mu_);

@@ -32,6 +32,7 @@
 // received ones *.part).
 #pragma once
 
+#include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <atomic>
 #include <condition_variable>
@@ -41,6 +42,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -197,6 +199,12 @@ class ClusterNode : public Engine {
   std::unique_ptr<store::RaftLog> log_;
   std::unique_ptr<RaftStorage> storage_;
   std::unique_ptr<raft::Raft> raft_;  // raft thread only
+  // The peer transport runs on its own io_context and thread, so nothing a
+  // client does on the main io thread (a read waiting for the store mutex
+  // during a checkpoint, a huge reply) can delay heartbeats.
+  asio::io_context peer_io_{1};
+  std::thread peer_thread_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> peer_work_;
   std::unique_ptr<net::PeerTransport> transport_;
 
   // ---- shared with the raft thread, GUARDED_BY(mu_) ----
@@ -236,6 +244,10 @@ class ClusterNode : public Engine {
   uint64_t last_snapshot_index_ = 0;                 // apply thread only
   raft::SnapshotMeta loaded_snapshot_;               // newest snapshot file found at start
   std::atomic<bool> snapshot_requested_{false};
+  // Held while the apply thread checkpoints through store_ without
+  // store_mu_, and while a snapshot install replaces store_. Order:
+  // checkpoint_mu_ before store_mu_.
+  std::mutex checkpoint_mu_;
 
   std::mutex waiters_mu_;
   std::multimap<uint64_t, std::function<void()>> apply_waiters_;  // GUARDED_BY(waiters_mu_)

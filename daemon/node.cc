@@ -188,6 +188,7 @@ void Node::ApplyLoop() {
     // holds everything applied but not yet committed.
     bool due = Clock::now() - last_commit >= commit_every;
     bool committed = false;
+    uint64_t committed_index = 0;
     {
       std::lock_guard<std::mutex> lock(store_mu_);
       if (store_->uncommitted_entries() > 0 &&
@@ -196,39 +197,40 @@ void Node::ApplyLoop() {
         FLIN_CHECK(s.ok()) << "state.db commit failed: " << s.ToString();
         last_commit = Clock::now();
         committed = true;
-        if (!exit) MaybeCompact();
+        committed_index = store_->committed_index();
       }
     }
     // Outside the store mutex: readers keep going while WAL frames are
     // copied into state.db.
-    if (committed && !exit) {
-      Status s = store_->BackgroundCheckpoint();
-      if (!s.ok()) LOG_WARN << s.ToString();
-    }
+    if (committed && !exit) MaybeCompact(committed_index);
     if (exit) break;
   }
 }
 
-// Called with store_mu_ held. Keeps the log's disk use bounded: once state.db
-// is durable up to its committed index, log entries at or below it are
+// Apply thread, without the store mutex. Copies committed WAL frames into
+// state.db; once the log is big and state.db durably holds everything up to
+// `committed` (all frames in and synced), log entries at or below it are
 // never needed again.
-void Node::MaybeCompact() {
-  if (log_->DiskBytes() < options_.log_compact_bytes) return;
-  Status s = store_->Checkpoint();
-  if (!s.ok()) {
-    LOG_WARN << "log compaction postponed: " << s.ToString();
+void Node::MaybeCompact(uint64_t committed) {
+  if (log_->DiskBytes() < options_.log_compact_bytes) {
+    Status s = store_->BackgroundCheckpoint();
+    if (!s.ok()) LOG_WARN << s.ToString();
     return;
   }
-  uint64_t upto = store_->committed_index();
-  auto term = log_->Term(upto);
+  auto durable = store_->DurableBackgroundCheckpoint();
+  if (!durable.ok() || !*durable) {
+    LOG_DEBUG << "log compaction postponed: state.db checkpoint incomplete";
+    return;
+  }
+  auto term = log_->Term(committed);
   if (!term.ok()) return;
-  s = log_->CompactTo(upto, *term);
+  Status s = log_->CompactTo(committed, *term);
   if (!s.ok()) {
     LOG_WARN << "log compaction failed: " << s.ToString();
     return;
   }
   compactions_.fetch_add(1, std::memory_order_relaxed);
-  LOG_DEBUG << "log compacted to " << upto << ", " << log_->DiskBytes() << " bytes on disk";
+  LOG_DEBUG << "log compacted to " << committed << ", " << log_->DiskBytes() << " bytes on disk";
 }
 
 void Node::Stop() {

@@ -78,7 +78,7 @@ class Node : public Engine {
   void LogLoop();
   void ApplyLoop();
   void ApplyBatch(Batch& batch);
-  void MaybeCompact();
+  void MaybeCompact(uint64_t committed);
   void Fail(std::vector<Done> dones, const std::string& why);
 
   NodeOptions options_;

@@ -329,6 +329,21 @@ Result<std::optional<std::string>> KvStore::ReadMetaOf(const std::string& db_pat
   return out;
 }
 
+Result<bool> KvStore::DurableBackgroundCheckpoint() {
+  FLIN_RETURN_IF_ERROR(BackgroundCheckpoint());
+  int log_frames = -1, done_frames = -1;
+  // PASSIVE copies every committed frame no reader still needs and syncs
+  // state.db once all of them are in (this connection runs with the default
+  // synchronous=FULL). A second call reports the totals after the first.
+  int rc = sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                     &log_frames, &done_frames);
+  if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+    return Status::IOError(path_ + ": checkpoint: " + sqlite3_errmsg(checkpoint_db_));
+  }
+  LOG_DEBUG << "durable checkpoint rc " << rc << " log " << log_frames << " done " << done_frames;
+  return rc == SQLITE_OK && log_frames >= 0 && log_frames == done_frames;
+}
+
 Status KvStore::BackgroundCheckpoint() {
   if (!checkpoint_db_) {
     int rc = sqlite3_open_v2(path_.c_str(), &checkpoint_db_,
@@ -337,6 +352,17 @@ Status KvStore::BackgroundCheckpoint() {
       sqlite3_close(checkpoint_db_);
       checkpoint_db_ = nullptr;
       return Status::IOError(path_ + ": cannot open checkpoint connection");
+    }
+    // A connection learns that the database is in WAL mode only when it
+    // first reads it; until then a checkpoint through it silently does
+    // nothing (and reports -1 frames).
+    rc = sqlite3_exec(checkpoint_db_, "PRAGMA schema_version", nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) {
+      Status st =
+          Status::IOError(path_ + ": checkpoint connection: " + sqlite3_errmsg(checkpoint_db_));
+      sqlite3_close(checkpoint_db_);
+      checkpoint_db_ = nullptr;
+      return st;
     }
   }
   int rc = sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,

@@ -70,6 +70,11 @@ class KvStore {
   // (automatic checkpoints are off on the main connection). Safe to call
   // without the store mutex, from one thread at a time.
   Status BackgroundCheckpoint();
+  // Like BackgroundCheckpoint (same connection, no store mutex needed, one
+  // thread at a time), but reports whether every committed WAL frame is now
+  // in state.db and synced: then committed_index() as of the last Commit()
+  // is durable without the WAL, and the Raft log below it may be dropped.
+  Result<bool> DurableBackgroundCheckpoint();
 
   // Driver metadata kept in the meta table beside applied_index, e.g. the
   // Raft configuration as of the applied index. PutMeta writes inside the
