@@ -19,6 +19,7 @@
 
 #include <sqlite3.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -69,7 +70,8 @@ class KvStore {
   // so neither the applying connection nor readers stall on a checkpoint
   // (automatic checkpoints are off on the main connection). Safe to call
   // without the store mutex, from one thread at a time.
-  Status BackgroundCheckpoint();
+  // Does nothing until the WAL holds a few thousand frames, unless forced.
+  Status BackgroundCheckpoint(bool force = false);
   // Like BackgroundCheckpoint (same connection, no store mutex needed, one
   // thread at a time), but reports whether every committed WAL frame is now
   // in state.db and synced: then committed_index() as of the last Commit()
@@ -158,6 +160,7 @@ class KvStore {
   sqlite3* db_;
   sqlite3* checkpoint_db_ = nullptr;  // used only by BackgroundCheckpoint
   bool in_txn_ = false;
+  std::atomic<int> wal_frames_{0};  // WAL length after the last commit (wal hook)
   uint64_t applied_index_ = 0;
   uint64_t committed_index_ = 0;
   size_t uncommitted_ = 0;
