@@ -305,6 +305,7 @@ uint64_t Cluster::WaitLeader(std::chrono::milliseconds deadline,
   uint64_t found = 0;
   WaitFor(
       [&] {
+        if (AnyDied(among)) return true;  // no point waiting
         uint64_t leader = 0;
         bool leader_says_so = false;
         for (uint64_t id : among) {
@@ -324,8 +325,10 @@ uint64_t Cluster::WaitLeader(std::chrono::milliseconds deadline,
 
 bool Cluster::WaitConverged(std::chrono::milliseconds deadline, std::vector<uint64_t> among) const {
   if (among.empty()) among = up_ids();
-  return WaitFor(
+  bool converged = false;
+  WaitFor(
       [&] {
+        if (AnyDied(among)) return true;
         std::vector<NodeStatus> st;
         for (uint64_t id : among) {
           auto s = StatusOf(id);
@@ -342,9 +345,19 @@ bool Cluster::WaitConverged(std::chrono::milliseconds deadline, std::vector<uint
         for (const auto& s : st) {
           if (s.applied_index != ls->commit_index) return false;
         }
+        converged = true;
         return true;
       },
       deadline);
+  return converged;
+}
+
+bool Cluster::AnyDied(const std::vector<uint64_t>& ids) const {
+  for (uint64_t id : ids) {
+    const Node& n = node(id);
+    if (n.flind && n.flind->running() && !n.flind->Alive()) return true;
+  }
+  return false;
 }
 
 void Cluster::Kill9(uint64_t id) {

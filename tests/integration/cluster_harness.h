@@ -101,13 +101,13 @@ class Cluster {
   Result<NodeStatus> StatusOf(uint64_t id) const;
   // Polls the nodes in `among` (default: up_ids()) until all report the
   // same leader L, L is among them and says it is the leader. Returns L,
-  // or 0 when that did not happen within `deadline`.
+  // or 0 when that did not happen within `deadline` or one of them died.
   uint64_t WaitLeader(std::chrono::milliseconds deadline = std::chrono::seconds(30),
                       std::vector<uint64_t> among = {}) const;
   // Waits until the nodes in `among` (default: up_ids()) agree on a leader
   // whose commit index equals its last index, and every one of them has
   // applied exactly that index (quiescent and converged: call it after the
-  // writers stopped).
+  // writers stopped). False at once when one of them dies.
   bool WaitConverged(std::chrono::milliseconds deadline = std::chrono::seconds(60),
                      std::vector<uint64_t> among = {}) const;
 
@@ -122,6 +122,9 @@ class Cluster {
   // The secret file the node uses from its next (re)start on.
   void SetSecretFile(uint64_t id, const std::string& path);
   bool stopped(uint64_t id) const;
+  // True when a node in `ids` that should be running has exited (it is
+  // reaped; flind(id).last_exit_status() says how).
+  bool AnyDied(const std::vector<uint64_t>& ids) const;
 
   // A client connection to the node's unix socket; nullptr when it fails.
   std::unique_ptr<client::Connection> Connect(uint64_t id, client::ConnectOptions opts = {}) const;
