@@ -193,6 +193,13 @@ Status KvStore::Init(const KvStoreOptions& opts) {
   return Status::Ok();
 }
 
+// Outside a transaction every statement opens and closes its own read
+// transaction (WAL read lock, wal-index header check): a quarter of a
+// point read's cost. Reads therefore join the open apply transaction, or
+// open one that the next apply continues and the next Commit() ends. This
+// connection is the only writer, so holding the write lock costs nobody.
+void KvStore::HoldReadTxn() { BeginIfNeeded(); }
+
 void KvStore::BeginIfNeeded() {
   if (in_txn_) return;
   int rc = sqlite3_step(begin_);
@@ -653,6 +660,7 @@ ApplyResult KvStore::Apply(uint64_t index, const Command& cmd) {
 // ---- reads ----
 
 Result<std::optional<KvStore::Item>> KvStore::Get(std::string_view key, int64_t now_ms) {
+  HoldReadTxn();
   StmtGuard g(get_);
   BindBlob(get_, 1, key);
   int rc = sqlite3_step(get_);
@@ -664,6 +672,7 @@ Result<std::optional<KvStore::Item>> KvStore::Get(std::string_view key, int64_t 
 }
 
 Result<bool> KvStore::Exists(std::string_view key, int64_t now_ms) {
+  HoldReadTxn();
   StmtGuard g(get_);
   BindBlob(get_, 1, key);
   int rc = sqlite3_step(get_);
@@ -673,6 +682,7 @@ Result<bool> KvStore::Exists(std::string_view key, int64_t now_ms) {
 }
 
 Result<std::optional<int64_t>> KvStore::ExpiresAt(std::string_view key, int64_t now_ms) {
+  HoldReadTxn();
   StmtGuard g(get_);
   BindBlob(get_, 1, key);
   int rc = sqlite3_step(get_);

@@ -145,6 +145,7 @@ class KvStore {
   Status Prepare(const char* sql, sqlite3_stmt** stmt);
   Status SqlError(const char* what) const;
   void BeginIfNeeded();
+  void HoldReadTxn();
 
   // Apply helpers; each runs inside the open transaction.
   std::optional<int64_t> LiveExpiry(std::string_view key, int64_t now_ms, std::string* old);
