@@ -5,7 +5,6 @@
 #include <cstdio>
 #include <thread>
 
-#include "base/clock.h"
 #include "base/strings.h"
 #include "cli/app.h"
 #include "cli/exit_codes.h"

@@ -387,7 +387,8 @@ TEST_F(ClusterCliTest, AddWithIdOverUnixSocketAndJson) {
   // An id that is taken is flind's error.
   r = Flin(2, {"cluster", "add", "127.0.0.1:1", "--id", "1"});
   EXPECT_EQ(r.exit_code, 4) << r.err;
-  EXPECT_NE(r.err.find("already"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.rfind("flin: ERR ", 0), 0u) << r.err;
+  EXPECT_EQ(r.out, "");
 }
 
 TEST_F(ClusterCliTest, HealthAndStaleReadsWithoutQuorum) {
