@@ -425,6 +425,7 @@ Status ClusterNode::Init() {
     }
   }
   applied_.store(applied);
+  applied_term_ = applied_term;
   last_snapshot_index_ = applied;
   FLIN_RETURN_IF_ERROR(LoadSnapshots());
 
@@ -686,6 +687,7 @@ void ClusterNode::RaftLoop() {
   std::vector<Request> requests;
   std::vector<StatusDone> reads;
   std::vector<raft::SnapshotMeta> created;
+  std::vector<std::pair<uint64_t, uint64_t>> durable_points;
   std::vector<std::pair<uint64_t, bool>> reports;
   bool stopping = false;
   // A clean stop first drains: the leader hands leadership to the most
@@ -705,6 +707,7 @@ void ClusterNode::RaftLoop() {
       requests.swap(requests_);
       reads.swap(reads_);
       created.swap(snapshots_created_);
+      durable_points.swap(durable_points_);
       reports.swap(snapshot_reports_);
     }
     if (stopping && !draining) {
@@ -740,6 +743,8 @@ void ClusterNode::RaftLoop() {
     reports.clear();
     for (const raft::SnapshotMeta& meta : created) OnSnapshotCreated(meta);
     created.clear();
+    for (const auto& [index, term] : durable_points) CompactLog(index);
+    durable_points.clear();
     while (Clock::now() >= next_tick) {
       raft_->Tick();
       next_tick += tick;
@@ -1364,6 +1369,7 @@ void ClusterNode::InstallSnapshot(const raft::SnapshotMeta& meta) {
     FLIN_CHECK(store_->applied_index() == meta.index)
         << "snapshot file is at " << store_->applied_index() << ", expected " << meta.index;
     applied_conf_ = meta.conf;
+    applied_term_ = meta.term;
     auto m = store_->GetMeta(kMetaMembers);
     if (m.ok() && *m) {
       auto parsed = ParseMembers(**m, "snapshot members");
@@ -1452,10 +1458,16 @@ void ClusterNode::StartSnapshotStream(const raft::SnapshotSend& s) {
 
 void ClusterNode::OnSnapshotCreated(const raft::SnapshotMeta& meta) {
   storage_->set_snapshot(meta);
-  // Keep some entries below the snapshot so a follower slightly behind
-  // catches up from the log instead of a whole snapshot (etcd keeps 5000).
+  CompactLog(meta.index);
+}
+
+// state.db durably holds everything up to `durable`: the log below it is
+// not needed for a restart. Keep some entries below it anyway so a follower
+// slightly behind catches up from the log instead of a snapshot (etcd keeps
+// 5000).
+void ClusterNode::CompactLog(uint64_t durable) {
   uint64_t keep = std::min<uint64_t>(5000, opts_.snapshot_entries / 2);
-  uint64_t upto = meta.index > keep ? meta.index - keep : 0;
+  uint64_t upto = durable > keep ? durable - keep : 0;
   if (upto >= log_->FirstIndex()) {
     auto term = log_->Term(upto);
     if (term.ok()) {
@@ -1558,7 +1570,10 @@ void ClusterNode::ApplyItems(std::vector<ApplyItem>& items) {
       last = e.index;
       if (item.done) done.emplace_back(std::move(item.done), std::move(o));
     }
-    if (last) store_->PutMeta(kMetaAppliedTerm, std::to_string(last_term));
+    if (last) {
+      store_->PutMeta(kMetaAppliedTerm, std::to_string(last_term));
+      applied_term_ = last_term;
+    }
   }
   std::vector<std::function<void()>> batch;
   tls_post_batch = &batch;
@@ -1621,15 +1636,18 @@ void ClusterNode::MaybeSnapshot(bool force) {
   uint64_t applied = applied_.load();
   if (!force && applied < last_snapshot_index_ + opts_.snapshot_entries) return;
   if (applied == 0) return;
+  uint64_t durable_index = 0, durable_term = 0;
   {
     std::lock_guard<std::mutex> lock(store_mu_);
     Status s = store_->Commit();
     FLIN_CHECK(s.ok()) << "state.db commit failed: " << s.ToString();
+    durable_index = store_->committed_index();
+    durable_term = applied_term_;
   }
-  // The snapshot must also be what state.db itself durably holds, because
-  // the log below it is about to be discarded. The checkpoint runs on the
-  // store's second connection without the store mutex: readers keep going.
-  // Only this thread commits, so nothing new arrives meanwhile.
+  // Compaction needs state.db itself to hold durably what the log below the
+  // compaction point held. The checkpoint runs on the store's second
+  // connection without the store mutex: readers keep going. Only this
+  // thread commits, so nothing new arrives meanwhile.
   Result<bool> durable = false;
   {
     std::lock_guard<std::mutex> lock(checkpoint_mu_);
@@ -1640,6 +1658,17 @@ void ClusterNode::MaybeSnapshot(bool force) {
              << (durable.ok() ? std::string(" (a reader holds old pages)")
                               : ": " + durable.status().ToString());
     if (force) snapshot_requested_.store(true);
+    return;
+  }
+  last_snapshot_index_ = durable_index;
+  if (!force) {
+    // Periodic: only compact the log. A snapshot file (a full copy of
+    // state.db, a burst of writes and an fsync that would stall the log's
+    // fsyncs behind it) is made only when a follower needs one.
+    std::lock_guard<std::mutex> lock(mu_);
+    durable_points_.emplace_back(durable_index, durable_term);
+    wake_ = true;
+    cv_.notify_one();
     return;
   }
   std::string tmp = snap_dir_ + "/snapshot.tmp";
@@ -1731,6 +1760,8 @@ ClusterInfo ClusterNode::Info() {
     info = info_;
   }
   info.applied_index = applied_.load();
+  // The published part is refreshed every few ticks; applied is live.
+  info.commit_index = std::max(info.commit_index, info.applied_index);
   return info;
 }
 

@@ -175,6 +175,7 @@ class ClusterNode : public Engine {
   void InstallSnapshot(const raft::SnapshotMeta& meta);
   void StartSnapshotStream(const raft::SnapshotSend& s);
   void OnSnapshotCreated(const raft::SnapshotMeta& meta);
+  void CompactLog(uint64_t durable);
   void ApplyMembersFrom(const std::map<uint64_t, std::string>& members);
   void PublishInfo();
   void FailAll(const std::string& why);
@@ -216,6 +217,7 @@ class ClusterNode : public Engine {
   std::vector<Request> requests_;
   std::vector<StatusDone> reads_;
   std::vector<raft::SnapshotMeta> snapshots_created_;
+  std::vector<std::pair<uint64_t, uint64_t>> durable_points_;  // (index, term): compact below
   std::vector<std::pair<uint64_t, bool>> snapshot_reports_;
   bool stopping_ = false;
   bool wake_ = false;
@@ -240,6 +242,7 @@ class ClusterNode : public Engine {
   std::deque<std::vector<ApplyItem>> to_apply_;      // GUARDED_BY(apply_mu_)
   bool raft_done_ = false;                           // GUARDED_BY(apply_mu_)
   raft::ConfState applied_conf_;                     // GUARDED_BY(store_mu_)
+  uint64_t applied_term_ = 0;                        // GUARDED_BY(store_mu_)
   std::map<uint64_t, std::string> applied_members_;  // GUARDED_BY(store_mu_)
   uint64_t last_snapshot_index_ = 0;                 // apply thread only
   raft::SnapshotMeta loaded_snapshot_;               // newest snapshot file found at start
