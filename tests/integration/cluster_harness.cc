@@ -168,12 +168,14 @@ Cluster::~Cluster() {
 }
 
 Cluster::Node& Cluster::node(uint64_t id) {
+  std::lock_guard<std::mutex> l(nodes_mu_);
   auto it = nodes_.find(id);
   FLIN_CHECK(it != nodes_.end()) << "no node " << id;
   return *it->second;
 }
 
 const Cluster::Node& Cluster::node(uint64_t id) const {
+  std::lock_guard<std::mutex> l(nodes_mu_);
   auto it = nodes_.find(id);
   FLIN_CHECK(it != nodes_.end()) << "no node " << id;
   return *it->second;
@@ -249,12 +251,14 @@ bool Cluster::Start(std::string* why) {
 }
 
 std::vector<uint64_t> Cluster::ids() const {
+  std::lock_guard<std::mutex> l(nodes_mu_);
   std::vector<uint64_t> out;
   for (const auto& [id, n] : nodes_) out.push_back(id);
   return out;
 }
 
 std::vector<uint64_t> Cluster::up_ids() const {
+  std::lock_guard<std::mutex> l(nodes_mu_);
   std::vector<uint64_t> out;
   for (const auto& [id, n] : nodes_) {
     if (n->flind && n->flind->running() && !n->stopped) out.push_back(id);
@@ -462,7 +466,10 @@ Result<uint64_t> Cluster::AddNode(const AddOptions& add) {
     return Status::Protocol("CLUSTER.ADD replied " + client::DebugString(*r));
   }
   n->id = static_cast<uint64_t>(r->integer);
-  FLIN_CHECK(!nodes_.count(n->id)) << "CLUSTER.ADD reused id " << n->id;
+  {
+    std::lock_guard<std::mutex> l(nodes_mu_);
+    FLIN_CHECK(!nodes_.count(n->id)) << "CLUSTER.ADD reused id " << n->id;
+  }
   fs::create_directories(root_.path() + "/n" + std::to_string(n->id));
   Flind::Options fo;
   fo.data_dir = root_.path() + "/n" + std::to_string(n->id) + "/data";
@@ -480,7 +487,10 @@ Result<uint64_t> Cluster::AddNode(const AddOptions& add) {
   n->flind = std::make_unique<Flind>(fo);
   uint64_t id = n->id;
   Flind& f = *n->flind;
-  nodes_[id] = std::move(n);
+  {
+    std::lock_guard<std::mutex> l(nodes_mu_);
+    nodes_[id] = std::move(n);
+  }
   std::string why;
   if (!f.Start(&why)) {
     return Status::Unavailable("node " + std::to_string(id) + " did not start: " + why);

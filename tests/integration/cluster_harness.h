@@ -133,12 +133,15 @@ class Cluster {
   Result<client::Reply> Command(uint64_t id, const std::vector<std::string_view>& args) const;
 
   // Partitions (require options().proxies).
-  TcpProxy::Link* inbound(uint64_t id);      // the proxy in front of id's peer port
-  void CutLink(uint64_t from, uint64_t to);  // closes and refuses from -> to
-  void CutLinkOneWay(uint64_t from,
-                     uint64_t to);         // swallows from -> to bytes, keeps the connection
-  void Partition(uint64_t a, uint64_t b);  // both directions
-  void Isolate(uint64_t id);               // from and to everyone
+  TcpProxy::Link* inbound(uint64_t id);  // the proxy in front of id's peer port
+  // Closes and refuses from -> to connections.
+  void CutLink(uint64_t from, uint64_t to);
+  // Swallows from -> to bytes (messages and handshakes), keeps the connection.
+  void CutLinkOneWay(uint64_t from, uint64_t to);
+  // Both directions between a and b.
+  void Partition(uint64_t a, uint64_t b);
+  // From and to everyone.
+  void Isolate(uint64_t id);
   // Heals every cut. Connections that lost bytes to a one-way cut are
   // closed first (see the comment in the .cc).
   void HealAll();
@@ -180,6 +183,9 @@ class Cluster {
   TempDir root_;
   std::string secret_path_;
   std::unique_ptr<TcpProxy> proxy_;
+  // Nodes are never erased, so a Node& stays valid; the mutex guards the
+  // map itself (AddNode may run while client threads look nodes up).
+  mutable std::mutex nodes_mu_;
   std::map<uint64_t, std::unique_ptr<Node>> nodes_;
 };
 

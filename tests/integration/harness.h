@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -100,7 +101,9 @@ class Flind {
   std::string data_dir_;
   std::string log_path_;
   uint16_t port_ = 0;
-  pid_t pid_ = -1;
+  // Atomic so that other threads may ask running() while the test thread
+  // kills or restarts the process.
+  std::atomic<pid_t> pid_{-1};
   int last_exit_status_ = 0;  // -1: killed by a signal
 };
 
