@@ -847,6 +847,16 @@ void ExpectMinorityRefuses(Cluster& cluster, uint64_t id) {
   auto m = c->Command({"MGET", "shared:0", "shared:1"});
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   EXPECT_TRUE(IsTryAgain(*m)) << client::DebugString(*m);
+  // It does not claim to be healthy: it knows no leader (or is not caught up).
+  std::string health;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto h = c->Command({"CLUSTER.HEALTH"});
+        health = h.ok() ? client::DebugString(*h) : h.status().ToString();
+        return h.ok() && IsTryAgain(*h);
+      },
+      10s))
+      << "CLUSTER.HEALTH on the minority side: " << health;
   // Stale reads are an explicit opt-in and are served locally.
   ASSERT_TRUE(c->Command({"CONSISTENCY", "stale"}).ok());
   auto s = c->Command({"GET", "shared:0"});
