@@ -480,7 +480,7 @@ Status ClusterNode::LoadSnapshots() {
   std::string best;
   for (const auto& de : fs::directory_iterator(snap_dir_, ec)) {
     std::string name = de.path().filename().string();
-    if (name.ends_with(".part") || name.ends_with(".tmp")) {
+    if (name.ends_with(".part") || name.ends_with(".tmp") || name.starts_with("recv-")) {
       fs::remove(de.path(), ec);
       continue;
     }
@@ -1020,6 +1020,13 @@ void ClusterNode::ProposeAdmin(Request& r) {
                       (it == members_.end() ? "?" : it->second) + "); remove it first"));
         return;
       }
+      for (const auto& [id, addr] : members_) {
+        if (addr == r.addr && id != r.id) {
+          r.done(Failed("ERR peer address " + r.addr + " is already node " + std::to_string(id) +
+                        "'s"));
+          return;
+        }
+      }
       cc.type = raft::ConfChangeType::kAddLearner;
       cc.node = r.id;
       cc.context = r.addr;
@@ -1223,6 +1230,7 @@ void ClusterNode::HandleReady(raft::Ready& rd) {
   for (const raft::SnapshotSend& s : rd.snapshot_sends) StartSnapshotStream(s);
   if (!rd.committed_entries.empty()) {
     std::vector<ApplyItem> items;
+    bool conf_changed = false;
     items.reserve(rd.committed_entries.size());
     for (raft::Entry& e : rd.committed_entries) {
       ApplyItem item;
@@ -1246,6 +1254,7 @@ void ClusterNode::HandleReady(raft::Ready& rd) {
         pending_.erase(it);
       }
       if (e.type == raft::EntryType::kConfChange) {
+        conf_changed = true;
         // Peers must be reachable as soon as the core counts them.
         raft::ConfChange cc;
         if (raft::DecodeConfChange(e.data, &cc).ok()) {
@@ -1264,9 +1273,12 @@ void ClusterNode::HandleReady(raft::Ready& rd) {
       item.entry = std::move(e);
       items.push_back(std::move(item));
     }
-    std::lock_guard<std::mutex> lock(apply_mu_);
-    to_apply_.push_back(std::move(items));
-    apply_cv_.notify_one();
+    {
+      std::lock_guard<std::mutex> lock(apply_mu_);
+      to_apply_.push_back(std::move(items));
+      apply_cv_.notify_one();
+    }
+    if (conf_changed) PublishInfo();
   }
   for (raft::ReadState& rs : rd.read_states) {
     Reader r(rs.context);
@@ -1329,10 +1341,19 @@ bool ClusterNode::AcceptSnapshotChunk(raft::Message& m) {
       if (m.snapshot_last) {
         bool ok = ::fsync(c.fd) == 0;
         ::close(c.fd);
-        std::string path = c.path;
+        // A complete file gets a name no later stream writes to: a second
+        // stream of the same snapshot (the leader retried) starts over in
+        // the .part file and must not truncate this one.
+        std::string path = snap_dir_ + "/recv-" + key + "-" + std::to_string(next_recv_++) + ".db";
+        ok = ok && ::rename(c.path.c_str(), path.c_str()) == 0;
         receiving_.erase(it);
         if (ok) {
-          received_[{m.snapshot.index, m.snapshot.term}] = path;
+          auto [old, fresh] = received_.try_emplace({m.snapshot.index, m.snapshot.term}, path);
+          if (!fresh) {
+            std::error_code ec;
+            fs::remove(old->second, ec);
+            old->second = path;
+          }
           complete = true;
         }
       }
@@ -1349,25 +1370,19 @@ void ClusterNode::InstallSnapshot(const raft::SnapshotMeta& meta) {
       << "core installs snapshot " << meta.index << "/" << meta.term << " that was never received";
   std::string path = it->second;
   received_.erase(it);
-  const std::string db = opts_.node.data_dir + "/state.db";
   {
+    // Restored through the live connection rather than renamed over
+    // state.db: other connections to the file (exports, a backup running on
+    // the apply thread) would otherwise keep the old inode and, on close,
+    // delete the new database's WAL by name.
     std::lock_guard<std::mutex> ckpt_lock(checkpoint_mu_);
     std::lock_guard<std::mutex> lock(store_mu_);
-    store_.reset();
-    std::error_code ec;
-    fs::remove(db + "-wal", ec);
-    fs::remove(db + "-shm", ec);
-    FLIN_CHECK(::rename(path.c_str(), db.c_str()) == 0)
-        << "cannot move snapshot into place: " << strerror(errno);
-    Status s = FsyncDir(opts_.node.data_dir);
-    FLIN_CHECK(s.ok()) << s.ToString();
-    store::KvStoreOptions kv_opts;
-    kv_opts.cache_bytes = opts_.node.cache_bytes;
-    auto kv = store::KvStore::Open(db, kv_opts);
-    FLIN_CHECK(kv.ok()) << "received snapshot does not open: " << kv.status().ToString();
-    store_ = std::move(kv).value();
+    Status s = store_->RestoreFrom(path);
+    FLIN_CHECK(s.ok()) << "cannot install snapshot " << path << ": " << s.ToString();
     FLIN_CHECK(store_->applied_index() == meta.index)
         << "snapshot file is at " << store_->applied_index() << ", expected " << meta.index;
+    std::error_code ec;
+    fs::remove(path, ec);
     applied_conf_ = meta.conf;
     applied_term_ = meta.term;
     auto m = store_->GetMeta(kMetaMembers);

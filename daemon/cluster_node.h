@@ -232,6 +232,7 @@ class ClusterNode : public Engine {
   std::map<std::pair<uint64_t, uint64_t>, std::string> received_;  // complete files
   std::map<uint64_t, std::string> members_;                        // id -> peer address
   uint64_t next_req_id_ = 1;
+  uint64_t next_recv_ = 1;  // names complete received snapshot files
   uint64_t next_read_ctx_ = 1;
   uint64_t ticks_ = 0;
   uint64_t last_leader_ = 0;

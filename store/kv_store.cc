@@ -313,6 +313,36 @@ Result<uint64_t> KvStore::BackupTo(const std::string& db_path, const std::string
   return applied;
 }
 
+Status KvStore::RestoreFrom(const std::string& src_path) {
+  FLIN_RETURN_IF_ERROR(Commit());
+  sqlite3* src = nullptr;
+  if (sqlite3_open_v2(src_path.c_str(), &src, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
+    sqlite3_close(src);
+    return Status::IOError(src_path + ": cannot open");
+  }
+  FLIN_RETURN_IF_ERROR(Exec("PRAGMA synchronous=FULL"));
+  sqlite3_backup* b = sqlite3_backup_init(db_, "main", src, "main");
+  int rc = b ? sqlite3_backup_step(b, -1) : sqlite3_errcode(db_);
+  if (b) sqlite3_backup_finish(b);
+  Status st = Exec("PRAGMA synchronous=NORMAL");
+  sqlite3_close(src);
+  if (rc != SQLITE_DONE) {
+    return Status::IOError(path_ + ": restore from " + src_path + ": " + sqlite3_errstr(rc) + " (" +
+                           sqlite3_errmsg(db_) + ")");
+  }
+  FLIN_RETURN_IF_ERROR(st);
+  sqlite3_stmt* q = nullptr;
+  FLIN_RETURN_IF_ERROR(Prepare("SELECT value FROM meta WHERE name = 'applied_index'", &q));
+  rc = sqlite3_step(q);
+  int64_t applied = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
+  sqlite3_finalize(q);
+  if (applied < 0) return Status::Corruption(src_path + ": no applied_index in the snapshot");
+  applied_index_ = committed_index_ = static_cast<uint64_t>(applied);
+  uncommitted_ = 0;
+  return Status::Ok();
+}
+
 Result<std::optional<std::string>> KvStore::ReadMetaOf(const std::string& db_path,
                                                        std::string_view name) {
   sqlite3* db = nullptr;

@@ -90,6 +90,12 @@ class KvStore {
   // the copy is consistent while the applying connection keeps writing) and
   // fsyncs it. Used for Raft snapshots. Returns the copy's applied_index.
   static Result<uint64_t> BackupTo(const std::string& db_path, const std::string& dest);
+  // Replaces this database's whole content with the database file `src` (a
+  // received Raft snapshot) through the SQLite backup API on this very
+  // connection, as one durable transaction (synchronous=FULL for it), so
+  // other connections to state.db (exports) stay valid and see either the
+  // old or the new content. Reloads the applied index from the new content.
+  Status RestoreFrom(const std::string& src);
   // Reads a meta value from a database file that is not open (a snapshot).
   static Result<std::optional<std::string>> ReadMetaOf(const std::string& db_path,
                                                        std::string_view name);

@@ -186,5 +186,56 @@ TEST_F(KvStoreTest, SnapshotIsConsistentWhileWritesContinue) {
   for (const auto& r : rows) EXPECT_EQ(r.value, "v1") << r.key;
 }
 
+TEST_F(KvStoreTest, BackupRestoreReplacesContentWhileOtherConnectionsStayValid) {
+  // The leader's side: some state, copied with the backup API.
+  Do(Op::kMSet, {"a", "1", "b", "2"});
+  store_->PutMeta("raft.applied_term", "7");
+  ASSERT_TRUE(store_->Commit().ok());
+  auto copied = KvStore::BackupTo(dir_ + "/state.db", dir_ + "/snap.db");
+  ASSERT_TRUE(copied.ok()) << copied.status().ToString();
+  EXPECT_EQ(*copied, index_);
+  auto term = KvStore::ReadMetaOf(dir_ + "/snap.db", "raft.applied_term");
+  ASSERT_TRUE(term.ok() && term->has_value());
+  EXPECT_EQ(**term, "7");
+
+  // A follower with other state and an export reading it.
+  auto other = KvStore::Open(dir_ + "/other.db");
+  ASSERT_TRUE(other.ok());
+  Command c;
+  c.op = Op::kMSet;
+  c.args = {"x", "9"};
+  for (uint64_t i = 1; i <= 50; ++i) (*other)->Apply(i, c);
+  ASSERT_TRUE((*other)->Commit().ok());
+  auto exp = (*other)->OpenSnapshot("");
+  ASSERT_TRUE(exp.ok());
+
+  ASSERT_TRUE((*other)->RestoreFrom(dir_ + "/snap.db").ok());
+  EXPECT_EQ((*other)->applied_index(), index_);
+  auto a = (*other)->Get("a", 1000);
+  ASSERT_TRUE(a.ok() && a->has_value());
+  EXPECT_EQ((*a)->value, "1");
+  auto x = (*other)->Get("x", 1000);
+  ASSERT_TRUE(x.ok());
+  EXPECT_FALSE(x->has_value());
+  // The export still reads its own (old) snapshot.
+  std::vector<KvStore::Snapshot::Row> rows;
+  ASSERT_TRUE((*exp)->Next(10, 1000, &rows).ok());
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].key, "x");
+  exp->reset();
+  // The restored content survives a reopen, and applying continues after it.
+  c.args = {"c", "3"};
+  (*other)->Apply(index_ + 1, c);
+  ASSERT_TRUE((*other)->Commit().ok());
+  other->reset();
+  auto again = KvStore::Open(dir_ + "/other.db");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)->applied_index(), index_ + 1);
+  auto b = (*again)->Get("b", 1000);
+  ASSERT_TRUE(b.ok() && b->has_value());
+  EXPECT_EQ((*b)->value, "2");
+  EXPECT_FALSE(KvStore::ReadMetaOf(dir_ + "/missing.db", "x").ok());
+}
+
 }  // namespace
 }  // namespace flin::store
