@@ -1194,7 +1194,10 @@ void ClusterNode::SendMessage(const raft::Message& m) {
 }
 
 void ClusterNode::HandleReady(raft::Ready& rd) {
-  if (rd.snapshot) InstallSnapshot(*rd.snapshot);
+  if (rd.snapshot) {
+    InstallSnapshot(*rd.snapshot);
+    PublishInfo();  // the configuration came with it
+  }
   // AppendEntries never depend on the leader's own durability (thesis
   // §10.2.1): send them before the fsync so followers write in parallel.
   std::vector<raft::Message*> later;

@@ -685,6 +685,41 @@ TEST_F(ClusterTest, FollowerRestartedFiftyThousandWritesLaterCatchesUpBySnapshot
   ExpectAllBulkKeys(*cluster_, *added, kWrites);
 }
 
+TEST_F(ClusterTest, WipedFollowerIsRemovedAndRejoinsUnderANewId) {
+  cluster_ = StartCluster();
+  ASSERT_TRUE(cluster_);
+  uint64_t leader = cluster_->WaitLeader();
+  uint64_t follower = Without(cluster_->ids(), leader)[0];
+  constexpr int kWrites = 2000;
+  {
+    auto c = cluster_->Connect(leader, ClientOptions());
+    ASSERT_TRUE(c);
+    std::vector<std::vector<std::string>> cmds;
+    for (int i = 0; i < kWrites; ++i) {
+      cmds.push_back({"SET", "bulk:" + std::to_string(i), std::to_string(i)});
+    }
+    auto r = c->Pipeline(cmds);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+  }
+  // The disk is lost: the node's vote and log are gone, so it may not come
+  // back as the same voter.
+  cluster_->Kill9(follower);
+  cluster_->Wipe(follower);
+  ASSERT_TRUE(cluster_->RemoveNode(follower).ok());
+  auto added = cluster_->AddNode();
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  EXPECT_NE(*added, follower);
+  auto ls = cluster_->StatusOf(leader);
+  ASSERT_TRUE(ls.ok());
+  ASSERT_TRUE(WaitCaughtUp(*cluster_, *added, ls->commit_index))
+      << "rejoined node did not catch up: " << StatusLine(*cluster_, *added);
+  ASSERT_TRUE(cluster_->WaitConverged());
+  ExpectAllBulkKeys(*cluster_, *added, kWrites);
+  auto st = cluster_->StatusOf(*added);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->members.size(), 3u) << st->ToString();
+}
+
 TEST_F(ClusterTest, AddingAFourthNodeAndRemovingOneUnderLoad) {
   cluster_ = StartCluster();
   ASSERT_TRUE(cluster_);
