@@ -1627,21 +1627,15 @@ void ClusterNode::ApplyLoop() {
     }
     if (!items.empty()) ApplyItems(items);
     bool due = Clock::now() - last_commit >= commit_every;
-    bool committed = false;
     {
+      // Routine checkpoints run on the store's own checkpointer thread.
       std::lock_guard<std::mutex> lock(store_mu_);
       if (store_->uncommitted_entries() > 0 &&
           (due || exit || store_->uncommitted_entries() >= opts_.node.apply_commit_entries)) {
         Status s = store_->Commit();
         FLIN_CHECK(s.ok()) << "state.db commit failed: " << s.ToString();
         last_commit = Clock::now();
-        committed = true;
       }
-    }
-    if (committed && !exit) {
-      std::lock_guard<std::mutex> lock(checkpoint_mu_);
-      Status s = store_->BackgroundCheckpoint();
-      if (!s.ok()) LOG_WARN << s.ToString();
     }
     if (exit) break;
     MaybeSnapshot(snapshot_requested_.exchange(false));

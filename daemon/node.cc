@@ -212,11 +212,8 @@ void Node::ApplyLoop() {
 // `committed` (all frames in and synced), log entries at or below it are
 // never needed again.
 void Node::MaybeCompact(uint64_t committed) {
-  if (log_->DiskBytes() < options_.log_compact_bytes) {
-    Status s = store_->BackgroundCheckpoint();
-    if (!s.ok()) LOG_WARN << s.ToString();
-    return;
-  }
+  // (Routine checkpoints run on the store's own checkpointer thread.)
+  if (log_->DiskBytes() < options_.log_compact_bytes) return;
   auto durable = store_->DurableBackgroundCheckpoint();
   if (!durable.ok() || !*durable) {
     LOG_DEBUG << "log compaction postponed: state.db checkpoint incomplete";

@@ -1,6 +1,7 @@
 #include "store/kv_store.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -67,6 +68,14 @@ constexpr int64_t kImportIdleMs = 3600 * 1000;
 KvStore::KvStore(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
 
 KvStore::~KvStore() {
+  if (ckpt_thread_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(ckpt_mu_);
+      ckpt_stop_ = true;
+    }
+    ckpt_cv_.notify_one();
+    ckpt_thread_.join();
+  }
   if (in_txn_) {
     Status s = Commit();
     if (!s.ok()) LOG_ERROR << "state.db: final commit failed: " << s.ToString();
@@ -190,6 +199,7 @@ Status KvStore::Init(const KvStoreOptions& opts) {
   FLIN_RETURN_IF_ERROR(Prepare("SELECT value FROM meta WHERE name = ?1", &get_meta_));
   FLIN_RETURN_IF_ERROR(Prepare("BEGIN IMMEDIATE", &begin_));
   FLIN_RETURN_IF_ERROR(Prepare("COMMIT", &commit_));
+  ckpt_thread_ = std::thread([this] { CheckpointLoop(); });
   return Status::Ok();
 }
 
@@ -220,6 +230,13 @@ Status KvStore::Commit() {
   in_txn_ = false;
   committed_index_ = applied_index_;
   uncommitted_ = 0;
+  if (wal_frames_.load(std::memory_order_relaxed) >= kCheckpointFrames) {
+    {
+      std::lock_guard<std::mutex> lock(ckpt_mu_);
+      ckpt_pending_ = true;
+    }
+    ckpt_cv_.notify_one();
+  }
   return Status::Ok();
 }
 
@@ -377,7 +394,8 @@ Result<std::optional<std::string>> KvStore::ReadMetaOf(const std::string& db_pat
 }
 
 Result<bool> KvStore::DurableBackgroundCheckpoint() {
-  FLIN_RETURN_IF_ERROR(BackgroundCheckpoint(/*force=*/true));
+  std::lock_guard<std::mutex> lock(ckpt_conn_mu_);
+  FLIN_RETURN_IF_ERROR(CheckpointLocked(/*force=*/true));
   int log_frames = -1, done_frames = -1;
   // PASSIVE copies every committed frame no reader still needs and syncs
   // state.db once all of them are in (this connection runs with the default
@@ -392,6 +410,27 @@ Result<bool> KvStore::DurableBackgroundCheckpoint() {
 }
 
 Status KvStore::BackgroundCheckpoint(bool force) {
+  std::lock_guard<std::mutex> lock(ckpt_conn_mu_);
+  return CheckpointLocked(force);
+}
+
+// The checkpointer thread: copying WAL frames into state.db (and the fsync
+// at the end) is IO the applying thread should not wait for.
+void KvStore::CheckpointLoop() {
+  pthread_setname_np(pthread_self(), "flind-ckpt");
+  std::unique_lock<std::mutex> lock(ckpt_mu_);
+  for (;;) {
+    ckpt_cv_.wait(lock, [&] { return ckpt_pending_ || ckpt_stop_; });
+    if (ckpt_stop_) return;
+    ckpt_pending_ = false;
+    lock.unlock();
+    Status s = BackgroundCheckpoint(/*force=*/true);
+    if (!s.ok()) LOG_WARN << s.ToString();
+    lock.lock();
+  }
+}
+
+Status KvStore::CheckpointLocked(bool force) {
   if (!checkpoint_db_) {
     int rc = sqlite3_open_v2(path_.c_str(), &checkpoint_db_,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
@@ -414,7 +453,6 @@ Status KvStore::BackgroundCheckpoint(bool force) {
   }
   // SQLite's own default is 1,000 pages; a bigger WAL costs readers little
   // (the wal-index is a hash) and saves rewriting hot pages.
-  constexpr int kCheckpointFrames = 4096;
   if (!force && wal_frames_.load(std::memory_order_relaxed) < kCheckpointFrames) {
     return Status::Ok();
   }

@@ -20,11 +20,14 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "base/status.h"
@@ -70,8 +73,13 @@ class KvStore {
   // so neither the applying connection nor readers stall on a checkpoint
   // (automatic checkpoints are off on the main connection). Safe to call
   // without the store mutex, from one thread at a time.
-  // Does nothing until the WAL holds a few thousand frames, unless forced.
+  // Does nothing until the WAL holds kCheckpointFrames, unless forced. A
+  // thread of the store's own runs it after every Commit() that leaves the
+  // WAL that long, so callers need not.
   Status BackgroundCheckpoint(bool force = false);
+  // SQLite's own default is 1,000 pages; a bigger WAL costs readers little
+  // (the wal-index is a hash) and saves rewriting hot pages.
+  static constexpr int kCheckpointFrames = 16384;
   // Like BackgroundCheckpoint (same connection, no store mutex needed, one
   // thread at a time), but reports whether every committed WAL frame is now
   // in state.db and synced: then committed_index() as of the last Commit()
@@ -167,6 +175,14 @@ class KvStore {
   sqlite3* db_;
   sqlite3* checkpoint_db_ = nullptr;  // used only by BackgroundCheckpoint
   bool in_txn_ = false;
+  Status CheckpointLocked(bool force);
+  void CheckpointLoop();
+  std::mutex ckpt_conn_mu_;  // serializes use of checkpoint_db_
+  std::mutex ckpt_mu_;
+  std::condition_variable ckpt_cv_;
+  bool ckpt_pending_ = false;  // GUARDED_BY(ckpt_mu_)
+  bool ckpt_stop_ = false;     // GUARDED_BY(ckpt_mu_)
+  std::thread ckpt_thread_;
   std::atomic<int> wal_frames_{0};  // WAL length after the last commit (wal hook)
   uint64_t applied_index_ = 0;
   uint64_t committed_index_ = 0;
