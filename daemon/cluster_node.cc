@@ -569,45 +569,38 @@ void ClusterNode::ReadBarrier(StatusDone done) {
   cv_.notify_one();
 }
 
-void ClusterNode::AddMember(std::string peer_addr, uint64_t id, IdDone done) {
+// A membership request; `done` gets its outcome on the io thread.
+ClusterNode::Request ClusterNode::AdminRequest(What what, uint64_t id,
+                                               std::function<void(Outcome)> done) {
   Request r;
-  r.what = What::kAdd;
-  r.addr = std::move(peer_addr);
+  r.what = what;
   r.id = id;
   r.deadline_ms = NowMs() + opts_.request_timeout_ms;
   r.done = [this, done = std::move(done)](Outcome o) {
-    Post([done, o = std::move(o)] {
-      if (o.code == Code::kOk) return done(o.value);
-      done(Status::Unavailable(o.result.str));
-    });
+    Post([done, o = std::move(o)] { done(o); });
   };
+  return r;
+}
+
+void ClusterNode::AddMember(std::string peer_addr, uint64_t id, IdDone done) {
+  Request r = AdminRequest(What::kAdd, id, [done = std::move(done)](const Outcome& o) {
+    if (o.code == Code::kOk) return done(o.value);
+    done(Status::Unavailable(o.result.str));
+  });
+  r.addr = std::move(peer_addr);
   Submit(std::move(r));
 }
 
 void ClusterNode::RemoveMember(uint64_t id, StatusDone done) {
-  Request r;
-  r.what = What::kRemove;
-  r.id = id;
-  r.deadline_ms = NowMs() + opts_.request_timeout_ms;
-  r.done = [this, done = std::move(done)](Outcome o) {
-    Post([done, o = std::move(o)] {
-      done(o.code == Code::kOk ? Status::Ok() : Status::Unavailable(o.result.str));
-    });
-  };
-  Submit(std::move(r));
+  Submit(AdminRequest(What::kRemove, id, [done = std::move(done)](const Outcome& o) {
+    done(o.code == Code::kOk ? Status::Ok() : Status::Unavailable(o.result.str));
+  }));
 }
 
 void ClusterNode::TransferLeader(uint64_t id, StatusDone done) {
-  Request r;
-  r.what = What::kTransfer;
-  r.id = id;
-  r.deadline_ms = NowMs() + opts_.request_timeout_ms;
-  r.done = [this, done = std::move(done)](Outcome o) {
-    Post([done, o = std::move(o)] {
-      done(o.code == Code::kOk ? Status::Ok() : Status::Unavailable(o.result.str));
-    });
-  };
-  Submit(std::move(r));
+  Submit(AdminRequest(What::kTransfer, id, [done = std::move(done)](const Outcome& o) {
+    done(o.code == Code::kOk ? Status::Ok() : Status::Unavailable(o.result.str));
+  }));
 }
 
 void ClusterNode::Join(uint64_t id, std::string peer_addr, std::string mac,
@@ -1778,19 +1771,12 @@ ClusterInfo ClusterNode::Info() {
 }
 
 NodeStats ClusterNode::Stats() {
-  NodeStats st;
+  NodeStats st = StorageStats(*log_);
   st.proposals = proposals_.load();
   st.log_syncs = syncs_.load();
   st.compactions = compactions_.load();
   st.snapshots_created = snapshots_created_n_.load();
   st.snapshots_installed = snapshots_installed_.load();
-  st.last_index = log_->LastIndex();
-  st.synced_index = log_->SyncedIndex();
-  st.log_first_index = log_->FirstIndex();
-  st.log_disk_bytes = log_->DiskBytes();
-  std::lock_guard<std::mutex> lock(store_mu_);
-  st.applied_index = store_->applied_index();
-  st.committed_to_db_index = store_->committed_index();
   return st;
 }
 

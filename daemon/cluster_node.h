@@ -158,6 +158,7 @@ class ClusterNode : public Engine {
   void OnPeerMessage(uint64_t from, std::string_view payload);
   // any thread: queue work for the raft thread.
   void Submit(Request r);
+  Request AdminRequest(What what, uint64_t id, std::function<void(Outcome)> done);
   void Wake();
 
   // raft thread.

@@ -22,6 +22,7 @@
 #include "base/status.h"
 #include "store/command.h"
 #include "store/kv_store.h"
+#include "store/raft_log.h"
 
 namespace flin::daemon {
 
@@ -117,6 +118,8 @@ class Engine {
  protected:
   // Runs f on the io thread.
   void Post(std::function<void()> f);
+  // The log's and the store's part of Stats() (takes the store mutex).
+  NodeStats StorageStats(const store::RaftLog& log);
 
   asio::io_context& io_;
   std::mutex store_mu_;

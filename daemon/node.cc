@@ -266,17 +266,10 @@ ClusterInfo Node::Info() {
 }
 
 NodeStats Node::Stats() {
-  NodeStats st;
+  NodeStats st = StorageStats(*log_);
   st.proposals = proposals_.load();
   st.log_syncs = syncs_.load();
   st.compactions = compactions_.load();
-  st.last_index = log_->LastIndex();
-  st.synced_index = log_->SyncedIndex();
-  st.log_first_index = log_->FirstIndex();
-  st.log_disk_bytes = log_->DiskBytes();
-  std::lock_guard<std::mutex> lock(store_mu_);
-  st.applied_index = store_->applied_index();
-  st.committed_to_db_index = store_->committed_index();
   return st;
 }
 
