@@ -249,9 +249,10 @@ class ClusterNode : public Engine {
   uint64_t last_snapshot_index_ = 0;                 // apply thread only
   raft::SnapshotMeta loaded_snapshot_;               // newest snapshot file found at start
   std::atomic<bool> snapshot_requested_{false};
-  // Held while the apply thread checkpoints through store_ without
-  // store_mu_, and while a snapshot install replaces store_. Order:
-  // checkpoint_mu_ before store_mu_.
+  // Held while the apply thread makes state.db durable for a compaction
+  // (through store_, without store_mu_) and while a snapshot install
+  // rewrites state.db's content, so a compaction point is never taken from
+  // a half-installed snapshot. Order: checkpoint_mu_ before store_mu_.
   std::mutex checkpoint_mu_;
 
   std::mutex waiters_mu_;
