@@ -328,6 +328,18 @@ void ExpectLinearizable(const History& h) {
   EXPECT_TRUE(r.ok) << "history of key " << r.key << " is not linearizable:\n" << h.Dump(r.key);
 }
 
+// The end of a fault test: the workload stops, the nodes converge, and what
+// the clients saw holds up (no torn reads, every acknowledged batch whole on
+// every node in `ids`, the history linearizable).
+void StopAndVerify(Cluster& cluster, const std::vector<uint64_t>& ids, Workload& w,
+                   const History& h, const char* not_converged) {
+  w.Stop();
+  ASSERT_TRUE(cluster.WaitConverged()) << not_converged;
+  EXPECT_TRUE(w.torn_reads().empty()) << w.torn_reads()[0];
+  VerifyBatches(cluster, ids, w.batches(), w.shared_keys());
+  ExpectLinearizable(h);
+}
+
 // Counts of batches by outcome, for messages.
 std::string Summary(const Workload& w) {
   int ok = 0, unknown = 0, failed = 0;
@@ -525,11 +537,7 @@ TEST_F(ClusterTest, KillNineOfTheLeaderDuringMsetBatchesLosesNothingAcknowledged
   std::string why;
   ASSERT_TRUE(cluster_->Restart(old_leader, &why)) << why;
   ASSERT_TRUE(w.WaitMoreAcked(50)) << Summary(w);
-  w.Stop();
-  ASSERT_TRUE(cluster_->WaitConverged()) << "nodes did not converge";
-  EXPECT_TRUE(w.torn_reads().empty()) << w.torn_reads()[0];
-  VerifyBatches(*cluster_, cluster_->ids(), w.batches(), w.shared_keys());
-  ExpectLinearizable(history);
+  StopAndVerify(*cluster_, cluster_->ids(), w, history, "nodes did not converge");
   std::cerr << "kill -9 leader: new leader wrote after " << took.count() << " ms; " << Summary(w)
             << "\n";
 }
@@ -565,11 +573,7 @@ TEST_F(ClusterTest, StoppedLeaderIsReplacedAndCatchesUpAfterContinue) {
       30s))
       << "the continued leader did not step down";
   ASSERT_TRUE(w.WaitMoreAcked(100)) << Summary(w);
-  w.Stop();
-  ASSERT_TRUE(cluster_->WaitConverged()) << "nodes did not converge";
-  EXPECT_TRUE(w.torn_reads().empty()) << w.torn_reads()[0];
-  VerifyBatches(*cluster_, all, w.batches(), w.shared_keys());
-  ExpectLinearizable(history);
+  StopAndVerify(*cluster_, all, w, history, "nodes did not converge");
 }
 
 // Every one of the `n` bulk keys is on node `id` (its local state machine).
@@ -955,11 +959,7 @@ TEST_F(ClusterTest, IsolatedLeaderRefusesWhileTheMajorityServes) {
 
   cluster_->HealAll();
   ASSERT_TRUE(w.WaitMoreAcked(100)) << Summary(w);
-  w.Stop();
-  ASSERT_TRUE(cluster_->WaitConverged()) << "nodes did not converge after healing";
-  EXPECT_TRUE(w.torn_reads().empty()) << w.torn_reads()[0];
-  VerifyBatches(*cluster_, cluster_->ids(), w.batches(), w.shared_keys());
-  ExpectLinearizable(history);
+  StopAndVerify(*cluster_, cluster_->ids(), w, history, "nodes did not converge after healing");
 }
 
 TEST_F(ClusterTest, IsolatedFollowerRefusesWhileTheLeaderKeepsServing) {
@@ -980,11 +980,7 @@ TEST_F(ClusterTest, IsolatedFollowerRefusesWhileTheLeaderKeepsServing) {
 
   cluster_->HealAll();
   ASSERT_TRUE(w.WaitMoreAcked(100)) << Summary(w);
-  w.Stop();
-  ASSERT_TRUE(cluster_->WaitConverged()) << "nodes did not converge after healing";
-  EXPECT_TRUE(w.torn_reads().empty()) << w.torn_reads()[0];
-  VerifyBatches(*cluster_, cluster_->ids(), w.batches(), w.shared_keys());
-  ExpectLinearizable(history);
+  StopAndVerify(*cluster_, cluster_->ids(), w, history, "nodes did not converge after healing");
 }
 
 TEST_F(ClusterTest, OneWayCutsKeepTheClusterCorrect) {
@@ -1018,11 +1014,7 @@ TEST_F(ClusterTest, OneWayCutsKeepTheClusterCorrect) {
   ASSERT_TRUE(w.WaitMoreAcked(100)) << "writes did not continue: " << Summary(w);
   cluster_->HealAll();
   ASSERT_TRUE(w.WaitMoreAcked(50)) << Summary(w);
-  w.Stop();
-  ASSERT_TRUE(cluster_->WaitConverged()) << "nodes did not converge after healing";
-  EXPECT_TRUE(w.torn_reads().empty()) << w.torn_reads()[0];
-  VerifyBatches(*cluster_, cluster_->ids(), w.batches(), w.shared_keys());
-  ExpectLinearizable(history);
+  StopAndVerify(*cluster_, cluster_->ids(), w, history, "nodes did not converge after healing");
 }
 
 }  // namespace
