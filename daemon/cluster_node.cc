@@ -426,6 +426,7 @@ Status ClusterNode::Init() {
   }
   applied_.store(applied);
   applied_term_ = applied_term;
+  term_starts_ = {{applied, applied_term}};
   last_snapshot_index_ = applied;
   FLIN_RETURN_IF_ERROR(LoadSnapshots());
 
@@ -1381,6 +1382,7 @@ void ClusterNode::InstallSnapshot(const raft::SnapshotMeta& meta) {
     fs::remove(path, ec);
     applied_conf_ = meta.conf;
     applied_term_ = meta.term;
+    term_starts_ = {{meta.index, meta.term}};
     auto m = store_->GetMeta(kMetaMembers);
     if (m.ok() && *m) {
       auto parsed = ParseMembers(**m, "snapshot members");
@@ -1577,6 +1579,7 @@ void ClusterNode::ApplyItems(std::vector<ApplyItem>& items) {
           break;
         }
       }
+      if (e.term != TermAt(e.index)) term_starts_[e.index] = e.term;
       last_term = e.term;
       last = e.index;
       if (item.done) done.emplace_back(std::move(item.done), std::move(o));
@@ -1598,17 +1601,21 @@ void ClusterNode::ApplyItems(std::vector<ApplyItem>& items) {
   }
 }
 
+uint64_t ClusterNode::TermAt(uint64_t index) const {
+  auto it = term_starts_.upper_bound(index);
+  return it == term_starts_.begin() ? 0 : std::prev(it)->second;
+}
+
 void ClusterNode::ApplyLoop() {
   pthread_setname_np(pthread_self(), "flind-apply");
-  using Clock = std::chrono::steady_clock;
-  auto last_commit = Clock::now();
-  const auto commit_every = std::chrono::milliseconds(opts_.node.apply_commit_ms);
+  FlushPolicy flush(opts_.node.apply_commit_ms, opts_.node.write_buffer_bytes);
+  bool busy = false;  // the store has flushing to do: poll instead of sleeping
   for (;;) {
     std::vector<ApplyItem> items;
     bool exit = false;
     {
       std::unique_lock<std::mutex> lock(apply_mu_);
-      apply_cv_.wait_for(lock, commit_every, [&] {
+      apply_cv_.wait_for(lock, busy ? std::chrono::milliseconds(0) : flush.commit_every(), [&] {
         return !to_apply_.empty() || raft_done_ || snapshot_requested_.load();
       });
       if (!to_apply_.empty()) {
@@ -1618,17 +1625,18 @@ void ClusterNode::ApplyLoop() {
         exit = true;
       }
     }
-    if (!items.empty()) ApplyItems(items);
-    bool due = Clock::now() - last_commit >= commit_every;
+    bool idle = items.empty();
+    if (!idle) ApplyItems(items);
     {
       // Routine checkpoints run on the store's own checkpointer thread.
       std::lock_guard<std::mutex> lock(store_mu_);
-      if (store_->uncommitted_entries() > 0 &&
-          (due || exit || store_->uncommitted_entries() >= opts_.node.apply_commit_entries)) {
+      if (exit) {
         Status s = store_->Commit();
         FLIN_CHECK(s.ok()) << "state.db commit failed: " << s.ToString();
-        last_commit = Clock::now();
+      } else {
+        flush.Step(*store_, idle);
       }
+      busy = flush.Busy(*store_);
     }
     if (exit) break;
     MaybeSnapshot(snapshot_requested_.exchange(false));
@@ -1639,16 +1647,26 @@ void ClusterNode::ApplyLoop() {
 // thread compacts the log), or when a follower needs one (force).
 void ClusterNode::MaybeSnapshot(bool force) {
   uint64_t applied = applied_.load();
-  if (!force && applied < last_snapshot_index_ + opts_.snapshot_entries) return;
   if (applied == 0) return;
+  // committed_index() <= applied: nothing to do before this.
+  if (!force && applied < last_snapshot_index_ + opts_.snapshot_entries) return;
   uint64_t durable_index = 0, durable_term = 0;
   {
     std::lock_guard<std::mutex> lock(store_mu_);
-    Status s = store_->Commit();
-    FLIN_CHECK(s.ok()) << "state.db commit failed: " << s.ToString();
+    if (force) {
+      // A snapshot file must hold everything applied: write the whole
+      // write buffer out. Periodic compaction settles for what the write
+      // buffer's own commits put in state.db.
+      Status s = store_->Commit();
+      FLIN_CHECK(s.ok()) << "state.db commit failed: " << s.ToString();
+    }
     durable_index = store_->committed_index();
-    durable_term = applied_term_;
+    durable_term = TermAt(durable_index);
+    // Older term starts are never asked for again.
+    auto keep = term_starts_.upper_bound(durable_index);
+    if (keep != term_starts_.begin()) term_starts_.erase(term_starts_.begin(), std::prev(keep));
   }
+  if (!force && durable_index < last_snapshot_index_ + opts_.snapshot_entries) return;
   // Compaction needs state.db itself to hold durably what the log below the
   // compaction point held. The checkpoint runs on the store's second
   // connection without the store mutex: readers keep going. Only this

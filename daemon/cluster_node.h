@@ -241,10 +241,15 @@ class ClusterNode : public Engine {
   // ---- apply side ----
   std::mutex apply_mu_;
   std::condition_variable apply_cv_;
-  std::deque<std::vector<ApplyItem>> to_apply_;      // GUARDED_BY(apply_mu_)
-  bool raft_done_ = false;                           // GUARDED_BY(apply_mu_)
-  raft::ConfState applied_conf_;                     // GUARDED_BY(store_mu_)
-  uint64_t applied_term_ = 0;                        // GUARDED_BY(store_mu_)
+  std::deque<std::vector<ApplyItem>> to_apply_;  // GUARDED_BY(apply_mu_)
+  bool raft_done_ = false;                       // GUARDED_BY(apply_mu_)
+  raft::ConfState applied_conf_;                 // GUARDED_BY(store_mu_)
+  uint64_t applied_term_ = 0;                    // GUARDED_BY(store_mu_)
+  // Index at which each term's applied entries begin, from the last commit
+  // of state.db on: the term of committed_index() (a log compaction point)
+  // when that is behind the applied index. GUARDED_BY(store_mu_)
+  std::map<uint64_t, uint64_t> term_starts_;
+  uint64_t TermAt(uint64_t index) const;
   std::map<uint64_t, std::string> applied_members_;  // GUARDED_BY(store_mu_)
   uint64_t last_snapshot_index_ = 0;                 // apply thread only
   raft::SnapshotMeta loaded_snapshot_;               // newest snapshot file found at start

@@ -422,7 +422,8 @@ std::string Commands::InfoText(std::string_view section) {
       << "\r\nlog_synced_index:" << ns.synced_index << "\r\nlog_first_index:" << ns.log_first_index
       << "\r\nlog_disk_bytes:" << ns.log_disk_bytes << "\r\nlog_syncs:" << ns.log_syncs
       << "\r\nlog_compactions:" << ns.compactions << "\r\napplied_index:" << ns.applied_index
-      << "\r\nstate_db_committed_index:" << ns.committed_to_db_index << "\r\n\r\n";
+      << "\r\nstate_db_committed_index:" << ns.committed_to_db_index
+      << "\r\nwrite_buffer_bytes:" << ns.write_buffer_bytes << "\r\n\r\n";
   }
   if (all || want == "stats") {
     const ServerStats& st = server_.stats();

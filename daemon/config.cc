@@ -64,6 +64,10 @@ bool ParseConfig(int argc, char** argv, Config* c, int* exit_code) {
   app.add_option("--apply-commit-ms", c->apply_commit_ms,
                  "Commit applied entries to state.db at least this often (ms)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--write-buffer-mb", c->write_buffer_mb,
+                 "Most applied writes (MiB) kept in memory ahead of state.db; more waits for "
+                 "SQLite")
+      ->check(CLI::PositiveNumber);
   app.add_option("--log-compact-mb", c->log_compact_mb,
                  "Compact the Raft log once it exceeds this many MiB")
       ->check(CLI::PositiveNumber);

@@ -27,10 +27,10 @@ struct Config {
   uint64_t timeout_seconds = 0;  // idle client timeout; 0 = never (Redis' default)
 
   // Storage tuning.
-  uint64_t cache_mb = 256;        // SQLite page cache
-  uint64_t apply_commit_ms = 50;  // commit applied entries to state.db at least this often
-  uint64_t apply_commit_entries = 50000;
-  uint64_t log_compact_mb = 256;  // compact the log once it is this big
+  uint64_t cache_mb = 256;         // SQLite page cache
+  uint64_t apply_commit_ms = 50;   // commit applied entries to state.db at least this often
+  uint64_t write_buffer_mb = 256;  // applied writes buffered in memory before SQLite
+  uint64_t log_compact_mb = 256;   // compact the log once it is this big
 
   // Cluster (see flind(8) "CLUSTERS"). Without bootstrap/join/initial_cluster
   // and without a cluster.json in the data dir, flind runs standalone.

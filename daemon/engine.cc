@@ -10,6 +10,20 @@ constexpr const char* kNotClustered =
     "--initial-cluster)";
 }  // namespace
 
+bool FlushPolicy::Step(store::KvStore& st, bool idle) {
+  auto now = std::chrono::steady_clock::now();
+  bool over = st.buffered_bytes() >= buffer_bytes_;
+  if (!idle && !over) return false;
+  bool start =
+      over || now - last_commit_ >= commit_every_ || st.buffered_bytes() >= buffer_bytes_ / 4;
+  bool committed = false;
+  do {
+    committed |= st.FlushStep(kSliceRows, start);
+  } while (st.buffered_bytes() >= buffer_bytes_ && (st.flushing() || st.uncommitted_entries() > 0));
+  if (committed) last_commit_ = now;
+  return committed;
+}
+
 void Engine::Post(std::function<void()> f) { asio::post(io_, std::move(f)); }
 
 NodeStats Engine::StorageStats(const store::RaftLog& log) {
@@ -21,6 +35,7 @@ NodeStats Engine::StorageStats(const store::RaftLog& log) {
   std::lock_guard<std::mutex> lock(store_mu_);
   st.applied_index = store_->applied_index();
   st.committed_to_db_index = store_->committed_index();
+  st.write_buffer_bytes = store_->buffered_bytes();
   return st;
 }
 

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <asio/io_context.hpp>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -26,6 +27,35 @@
 
 namespace flin::daemon {
 
+// When the apply thread writes the store's write buffer to SQLite
+// (KvStore::FlushStep). Acknowledgements come first: a slice is written only
+// when no applied batch is waiting, or when the buffer is over its bound
+// (then applies wait: the bound holds). A new generation starts every
+// commit interval, or early once the buffer holds a quarter of its bound.
+class FlushPolicy {
+ public:
+  FlushPolicy(int64_t commit_ms, size_t buffer_bytes)
+      : commit_every_(commit_ms), buffer_bytes_(buffer_bytes) {}
+  // Call under the store mutex after each turn of the apply loop; `idle`:
+  // the turn applied nothing. Returns true when a generation committed.
+  bool Step(store::KvStore& st, bool idle);
+  // Whether the store has flushing to do right away (the apply loop then
+  // polls for batches instead of sleeping).
+  bool Busy(const store::KvStore& st) const {
+    return st.flushing() || st.buffered_bytes() >= buffer_bytes_;
+  }
+  std::chrono::milliseconds commit_every() const { return commit_every_; }
+
+  // Rows per slice: a few milliseconds of SQLite work, so a batch that
+  // arrives meanwhile waits at most that long.
+  static constexpr size_t kSliceRows = 1000;
+
+ private:
+  std::chrono::milliseconds commit_every_;
+  size_t buffer_bytes_;
+  std::chrono::steady_clock::time_point last_commit_ = std::chrono::steady_clock::now();
+};
+
 struct NodeStats {
   uint64_t proposals = 0;
   uint64_t log_syncs = 0;
@@ -33,6 +63,7 @@ struct NodeStats {
   uint64_t synced_index = 0;
   uint64_t applied_index = 0;
   uint64_t committed_to_db_index = 0;
+  uint64_t write_buffer_bytes = 0;
   uint64_t log_first_index = 0;
   uint64_t log_disk_bytes = 0;
   uint64_t compactions = 0;

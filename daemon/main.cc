@@ -106,6 +106,7 @@ int Run(int argc, char** argv) {
   nopts.cache_bytes = static_cast<int64_t>(config.cache_mb) << 20;
   nopts.apply_commit_ms = static_cast<int64_t>(config.apply_commit_ms);
   nopts.log_compact_bytes = config.log_compact_mb << 20;
+  nopts.write_buffer_bytes = static_cast<size_t>(config.write_buffer_mb) << 20;
   std::unique_ptr<Engine> engine;
   Status open_status;
   if (config.cluster_flags() || ClusterNode::IsClusterDataDir(config.data_dir)) {

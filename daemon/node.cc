@@ -73,7 +73,8 @@ Status Node::Recover() {
     }
     i = entries.back().index + 1;
   }
-  FLIN_RETURN_IF_ERROR(store_->Commit());
+  // What was replayed sits in the store's write buffer; the apply thread
+  // writes it to state.db in the background like any other writes.
   LOG_INFO << "recovered: log [" << first << ", " << last << "], state.db applied index "
            << store_->applied_index() << ", replayed " << replayed << " entries";
   return Status::Ok();
@@ -167,15 +168,15 @@ void Node::ApplyBatch(Batch& batch) {
 
 void Node::ApplyLoop() {
   pthread_setname_np(pthread_self(), "flind-apply");
-  using Clock = std::chrono::steady_clock;
-  auto last_commit = Clock::now();
-  const auto commit_every = std::chrono::milliseconds(options_.apply_commit_ms);
+  FlushPolicy flush(options_.apply_commit_ms, options_.write_buffer_bytes);
+  bool busy = false;  // the store has flushing to do: poll instead of sleeping
   for (;;) {
     Batch batch;
     bool exit = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      apply_cv_.wait_for(lock, commit_every, [&] { return !to_apply_.empty() || log_done_; });
+      apply_cv_.wait_for(lock, busy ? std::chrono::milliseconds(0) : flush.commit_every(),
+                         [&] { return !to_apply_.empty() || log_done_; });
       if (!to_apply_.empty()) {
         batch = std::move(to_apply_.front());
         to_apply_.pop_front();
@@ -183,22 +184,22 @@ void Node::ApplyLoop() {
         exit = true;
       }
     }
-    if (!batch.entries.empty()) ApplyBatch(batch);
-    // Large transactions amortise SQLite's commit cost; the log already
-    // holds everything applied but not yet committed.
-    bool due = Clock::now() - last_commit >= commit_every;
+    bool idle = batch.entries.empty();
+    if (!idle) ApplyBatch(batch);
+    // The log holds everything applied but not yet in state.db, so SQLite
+    // work waits for idle moments and runs in big transactions.
     bool committed = false;
     uint64_t committed_index = 0;
     {
       std::lock_guard<std::mutex> lock(store_mu_);
-      if (store_->uncommitted_entries() > 0 &&
-          (due || exit || store_->uncommitted_entries() >= options_.apply_commit_entries)) {
+      if (exit) {
         Status s = store_->Commit();
         FLIN_CHECK(s.ok()) << "state.db commit failed: " << s.ToString();
-        last_commit = Clock::now();
-        committed = true;
-        committed_index = store_->committed_index();
+      } else {
+        committed = flush.Step(*store_, idle);
       }
+      busy = flush.Busy(*store_);
+      committed_index = store_->committed_index();
     }
     // Outside the store mutex: readers keep going while WAL frames are
     // copied into state.db.

@@ -36,7 +36,8 @@ struct NodeOptions {
   std::string data_dir;
   int64_t cache_bytes = 256 << 20;
   int64_t apply_commit_ms = 250;
-  size_t apply_commit_entries = 50000;
+  // Bound of the store's in-memory write buffer (KvStore, FlushPolicy).
+  size_t write_buffer_bytes = 256 << 20;
   uint64_t log_compact_bytes = 256ull << 20;
 };
 

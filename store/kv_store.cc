@@ -76,11 +76,11 @@ KvStore::~KvStore() {
     ckpt_cv_.notify_one();
     ckpt_thread_.join();
   }
-  if (in_txn_) {
+  if (in_txn_ || applied_index_ != committed_index_) {
     Status s = Commit();
     if (!s.ok()) LOG_ERROR << "state.db: final commit failed: " << s.ToString();
   }
-  for (sqlite3_stmt* s : {get_, upsert_, del_, set_exp_, sweep_, scan_, count_, has_expired_,
+  for (sqlite3_stmt* s : {get_, upsert_, del_plain_, sweep_, scan_, count_, has_expired_,
                           set_applied_, put_meta_, get_meta_, begin_, commit_}) {
     sqlite3_finalize(s);
   }
@@ -183,8 +183,7 @@ Status KvStore::Init(const KvStoreOptions& opts) {
       "INSERT INTO kv(key, value, expires_at) VALUES(?1, ?2, ?3) "
       "ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
       &upsert_));
-  FLIN_RETURN_IF_ERROR(Prepare("DELETE FROM kv WHERE key = ?1 RETURNING expires_at", &del_));
-  FLIN_RETURN_IF_ERROR(Prepare("UPDATE kv SET expires_at = ?2 WHERE key = ?1", &set_exp_));
+  FLIN_RETURN_IF_ERROR(Prepare("DELETE FROM kv WHERE key = ?1", &del_plain_));
   FLIN_RETURN_IF_ERROR(Prepare(
       "DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expires_at <= ?1 LIMIT ?2)", &sweep_));
   FLIN_RETURN_IF_ERROR(
@@ -219,8 +218,16 @@ void KvStore::BeginIfNeeded() {
 }
 
 Status KvStore::Commit() {
-  if (!in_txn_) return Status::Ok();
-  sqlite3_bind_int64(set_applied_, 1, static_cast<int64_t>(applied_index_));
+  DrainAll();
+  if (!in_txn_ && applied_index_ == committed_index_) return Status::Ok();
+  return CommitTxn(applied_index_);
+}
+
+// Ends the open transaction, recording that state.db now holds the state
+// after entry `index` (the caller made sure it holds exactly that).
+Status KvStore::CommitTxn(uint64_t index) {
+  BeginIfNeeded();
+  sqlite3_bind_int64(set_applied_, 1, static_cast<int64_t>(index));
   int rc = sqlite3_step(set_applied_);
   sqlite3_reset(set_applied_);
   if (rc != SQLITE_DONE) return SqlError("store applied_index");
@@ -228,8 +235,7 @@ Status KvStore::Commit() {
   sqlite3_reset(commit_);
   if (rc != SQLITE_DONE) return SqlError("COMMIT");
   in_txn_ = false;
-  committed_index_ = applied_index_;
-  uncommitted_ = 0;
+  committed_index_ = index;
   if (wal_frames_.load(std::memory_order_relaxed) >= kCheckpointFrames) {
     {
       std::lock_guard<std::mutex> lock(ckpt_mu_);
@@ -250,16 +256,31 @@ Status KvStore::Checkpoint() {
   return Status::Ok();
 }
 
+// Buffered like rows, so that metadata commits together with the entries
+// applied before it (a committed state.db never holds a newer Raft
+// configuration than its applied_index).
 void KvStore::PutMeta(std::string_view name, std::string_view value) {
+  active_.meta[std::string(name)] = std::string(value);
+}
+
+void KvStore::WriteMeta(Generation& g) {
+  if (g.meta.empty()) return;
   BeginIfNeeded();
-  StmtGuard g(put_meta_);
-  sqlite3_bind_text(put_meta_, 1, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
-  BindBlob(put_meta_, 2, value);
-  int rc = sqlite3_step(put_meta_);
-  FLIN_CHECK(rc == SQLITE_DONE) << SqlError("store meta").ToString();
+  for (const auto& [name, value] : g.meta) {
+    StmtGuard guard(put_meta_);
+    sqlite3_bind_text(put_meta_, 1, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
+    BindBlob(put_meta_, 2, value);
+    int rc = sqlite3_step(put_meta_);
+    FLIN_CHECK(rc == SQLITE_DONE) << SqlError("store meta").ToString();
+  }
+  g.meta.clear();
 }
 
 Result<std::optional<std::string>> KvStore::GetMeta(std::string_view name) {
+  for (const Generation* g : {&active_, &draining_}) {
+    auto it = g->meta.find(name);
+    if (it != g->meta.end()) return std::optional<std::string>(it->second);
+  }
   StmtGuard g(get_meta_);
   sqlite3_bind_text(get_meta_, 1, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
   int rc = sqlite3_step(get_meta_);
@@ -356,7 +377,6 @@ Status KvStore::RestoreFrom(const std::string& src_path) {
   sqlite3_finalize(q);
   if (applied < 0) return Status::Corruption(src_path + ": no applied_index in the snapshot");
   applied_index_ = committed_index_ = static_cast<uint64_t>(applied);
-  uncommitted_ = 0;
   return Status::Ok();
 }
 
@@ -466,14 +486,86 @@ Status KvStore::CheckpointLocked(bool force) {
 
 void KvStore::MarkApplied(uint64_t index) {
   FLIN_CHECK(index > applied_index_) << index << " <= " << applied_index_;
-  BeginIfNeeded();
   applied_index_ = index;
-  ++uncommitted_;
+}
+
+// ---- write buffer ----
+
+std::optional<RowSet::Row> KvStore::FindPending(std::string_view key) const {
+  if (auto r = active_.rows.Find(key)) return r;
+  // A draining row already written to SQLite is still found here, with the
+  // very state SQLite now has.
+  if (draining_on_) return draining_.rows.Find(key);
+  return std::nullopt;
+}
+
+void KvStore::Buffer(std::string_view key, std::string_view value, int64_t expires_at,
+                     bool deleted) {
+  if (expires_at > 0) buffered_min_expiry_ = std::min(buffered_min_expiry_, expires_at);
+  active_.rows.Put(key, value, expires_at, deleted);
+}
+
+void KvStore::WriteRows(Generation& g, size_t max_rows) {
+  if (g.rows.empty() || g.rows.unread() == 0) return;
+  BeginIfNeeded();
+  scratch_.clear();
+  // Key order: neighbouring rows share B-tree pages, so each page is found
+  // and dirtied once per run of keys instead of once per key.
+  g.rows.NextInOrder(max_rows, &scratch_);
+  for (const RowSet::Row& r : scratch_) {
+    if (r.deleted) {
+      StmtGuard guard(del_plain_);
+      BindBlob(del_plain_, 1, r.key);
+      int rc = sqlite3_step(del_plain_);
+      FLIN_CHECK(rc == SQLITE_DONE) << SqlError("delete during flush").ToString();
+    } else {
+      Upsert(r.key, r.value, r.expires_at);
+    }
+  }
+  scratch_.clear();
+}
+
+void KvStore::DrainAll() {
+  // Older generation first: a key in both ends with the active state.
+  for (Generation* g : {&draining_, &active_}) {
+    WriteRows(*g, SIZE_MAX);
+    WriteMeta(*g);
+    g->rows.Clear();
+  }
+  draining_on_ = false;
+  buffered_min_expiry_ = INT64_MAX;
+}
+
+bool KvStore::FlushStep(size_t max_rows, bool start) {
+  if (!draining_on_) {
+    if (!start || applied_index_ == committed_index_) return false;
+    std::swap(draining_, active_);  // draining_ was empty
+    draining_on_ = true;
+    draining_index_ = applied_index_;
+  }
+  WriteRows(draining_, max_rows);
+  if (draining_.rows.unread() > 0) return false;
+  WriteMeta(draining_);
+  draining_.rows.Clear();
+  draining_on_ = false;
+  // SQLite now holds the last commit's state plus every change up to
+  // draining_index_ (or more, when a DrainAll ran, and then no generation
+  // was in progress): exactly the state after draining_index_.
+  Status s = CommitTxn(draining_index_);
+  FLIN_CHECK(s.ok()) << "state.db commit failed: " << s.ToString();
+  if (active_.rows.empty()) buffered_min_expiry_ = INT64_MAX;
+  return true;
 }
 
 // ---- apply ----
 
 std::optional<int64_t> KvStore::LiveExpiry(std::string_view key, int64_t now_ms, std::string* old) {
+  if (auto p = FindPending(key)) {
+    if (p->deleted || !Live(p->expires_at, now_ms)) return std::nullopt;
+    if (old) old->assign(p->value);
+    return p->expires_at;
+  }
+  HoldReadTxn();
   StmtGuard g(get_);
   BindBlob(get_, 1, key);
   int rc = sqlite3_step(get_);
@@ -497,28 +589,19 @@ void KvStore::Upsert(std::string_view key, std::string_view value, int64_t expir
   FLIN_CHECK(rc == SQLITE_DONE) << SqlError("write during apply").ToString();
 }
 
+// A key already expired stays in SQLite until a sweep: it reads as absent.
 bool KvStore::DeleteKey(std::string_view key, int64_t now_ms) {
-  StmtGuard g(del_);
-  BindBlob(del_, 1, key);
-  int rc = sqlite3_step(del_);
-  bool live = false;
-  if (rc == SQLITE_ROW) {
-    live = Live(ColumnExpiry(del_, 0), now_ms);
-    rc = sqlite3_step(del_);
-  }
-  FLIN_CHECK(rc == SQLITE_DONE) << SqlError("delete during apply").ToString();
-  return live;
+  if (!LiveExpiry(key, now_ms, nullptr)) return false;
+  Buffer(key, {}, 0, true);
+  return true;
 }
 
+// The key must exist (the caller checked it is live).
 void KvStore::SetExpiry(std::string_view key, int64_t expires_at) {
-  StmtGuard g(set_exp_);
-  BindBlob(set_exp_, 1, key);
-  if (expires_at > 0)
-    sqlite3_bind_int64(set_exp_, 2, expires_at);
-  else
-    sqlite3_bind_null(set_exp_, 2);
-  int rc = sqlite3_step(set_exp_);
-  FLIN_CHECK(rc == SQLITE_DONE) << SqlError("expire during apply").ToString();
+  std::string value;
+  bool found = LiveExpiry(key, INT64_MIN, &value).has_value();
+  FLIN_CHECK(found) << "SetExpiry on a missing key";
+  Buffer(key, value, expires_at, false);
 }
 
 ApplyResult KvStore::ApplySet(const Command& cmd) {
@@ -529,7 +612,7 @@ ApplyResult KvStore::ApplySet(const Command& cmd) {
   bool ok = !((cmd.flags & kCondNx) && exp) && !((cmd.flags & kCondXx) && !exp);
   if (ok) {
     int64_t new_exp = (cmd.flags & kKeepTtl) ? exp.value_or(0) : cmd.arg;
-    Upsert(cmd.args[0], cmd.args[1], new_exp);
+    Buffer(cmd.args[0], cmd.args[1], new_exp, false);
   }
   if (want_old) return exp ? ApplyResult::Bulk(std::move(old)) : ApplyResult::Nil();
   return ok ? ApplyResult::Ok() : ApplyResult::Nil();
@@ -545,16 +628,11 @@ ApplyResult KvStore::ApplyMSet(const Command& cmd) {
       if ((cmd.flags & kCondNx) ? live : !live) return ApplyResult::Int(0);
     }
   }
-  // Writing in key order touches each B-tree page once per batch instead of
-  // jumping around (the stable sort keeps a duplicate key's last value last).
-  std::vector<size_t> order(cmd.args.size() / 2);
-  for (size_t i = 0; i < order.size(); ++i) order[i] = 2 * i;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return cmd.args[a] < cmd.args[b]; });
-  for (size_t i : order) {
+  // In argument order: a key given twice ends with its last value.
+  for (size_t i = 0; i < cmd.args.size(); i += 2) {
     int64_t exp = cmd.arg;
     if (keep) exp = LiveExpiry(cmd.args[i], cmd.now_ms, nullptr).value_or(0);
-    Upsert(cmd.args[i], cmd.args[i + 1], exp);
+    Buffer(cmd.args[i], cmd.args[i + 1], exp, false);
   }
   return (cmd.flags & kReplyInt) ? ApplyResult::Int(1) : ApplyResult::Ok();
 }
@@ -668,9 +746,23 @@ ApplyResult KvStore::ApplyImport(const Command& cmd) {
 
 ApplyResult KvStore::Apply(uint64_t index, const Command& cmd) {
   FLIN_CHECK(index > applied_index_) << "apply " << index << " after " << applied_index_;
-  BeginIfNeeded();
+  switch (cmd.op) {
+    case Op::kFlushAll:
+    case Op::kSweep:
+    case Op::kImportBegin:
+    case Op::kImportAdd:
+    case Op::kImportCommit:
+    case Op::kImportAbort:
+      // These run SQL over SQLite's rows (and import_* tables), so SQLite
+      // must hold the whole state first; the open transaction then holds
+      // exactly the state after this entry.
+      DrainAll();
+      BeginIfNeeded();
+      break;
+    default:
+      break;
+  }
   applied_index_ = index;
-  ++uncommitted_;
   switch (cmd.op) {
     case Op::kNoop:
       return ApplyResult::Ok();
@@ -728,6 +820,10 @@ ApplyResult KvStore::Apply(uint64_t index, const Command& cmd) {
 // ---- reads ----
 
 Result<std::optional<KvStore::Item>> KvStore::Get(std::string_view key, int64_t now_ms) {
+  if (auto p = FindPending(key)) {
+    if (p->deleted || !Live(p->expires_at, now_ms)) return std::optional<Item>();
+    return std::optional<Item>(Item{std::string(p->value), p->expires_at});
+  }
   HoldReadTxn();
   StmtGuard g(get_);
   BindBlob(get_, 1, key);
@@ -740,6 +836,7 @@ Result<std::optional<KvStore::Item>> KvStore::Get(std::string_view key, int64_t 
 }
 
 Result<bool> KvStore::Exists(std::string_view key, int64_t now_ms) {
+  if (auto p = FindPending(key)) return !p->deleted && Live(p->expires_at, now_ms);
   HoldReadTxn();
   StmtGuard g(get_);
   BindBlob(get_, 1, key);
@@ -750,6 +847,10 @@ Result<bool> KvStore::Exists(std::string_view key, int64_t now_ms) {
 }
 
 Result<std::optional<int64_t>> KvStore::ExpiresAt(std::string_view key, int64_t now_ms) {
+  if (auto p = FindPending(key)) {
+    if (p->deleted || !Live(p->expires_at, now_ms)) return std::optional<int64_t>();
+    return std::optional<int64_t>(p->expires_at);
+  }
   HoldReadTxn();
   StmtGuard g(get_);
   BindBlob(get_, 1, key);
@@ -764,6 +865,7 @@ Result<std::optional<int64_t>> KvStore::ExpiresAt(std::string_view key, int64_t 
 Status KvStore::ScanKeys(std::string_view after, std::string_view prefix, size_t limit,
                          int64_t now_ms, std::vector<std::string>* keys, std::string* last,
                          size_t* examined) {
+  DrainAll();  // range reads run on SQLite alone
   // "key > after" is "key >= after + \0" in byte order.
   std::string start(after);
   if (!after.empty()) start.push_back('\0');
@@ -788,13 +890,17 @@ Status KvStore::ScanKeys(std::string_view after, std::string_view prefix, size_t
 }
 
 Result<int64_t> KvStore::CountLive(int64_t now_ms) {
+  DrainAll();
   StmtGuard g(count_);
   sqlite3_bind_int64(count_, 1, now_ms);
   if (sqlite3_step(count_) != SQLITE_ROW) return SqlError("DBSIZE");
   return sqlite3_column_int64(count_, 0);
 }
 
+// May say yes for a row the buffer has since replaced: the sweep that
+// follows then finds nothing, and drains the buffer so it is not asked again.
 Result<bool> KvStore::HasExpired(int64_t now_ms) {
+  if (buffered_min_expiry_ <= now_ms) return true;
   StmtGuard g(has_expired_);
   sqlite3_bind_int64(has_expired_, 1, now_ms);
   int rc = sqlite3_step(has_expired_);

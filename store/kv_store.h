@@ -5,13 +5,23 @@
 // holding schema_version, applied_index and cluster_id; staging tables for
 // atomic imports.
 //
-// Apply never commits per entry: entries are applied into one open write
-// transaction, and Commit() ends it (the daemon commits on a size/time
-// trigger). Reads go through the same connection, so they see every applied
-// entry, committed or not; the Raft log makes applied-but-uncommitted entries
-// durable and a restart re-applies everything above the committed
-// applied_index. applied_index is written in the same transaction as the
-// entries it covers, so a restart never re-applies or skips an entry.
+// Write buffer (DESIGN.md "Performance"): Apply() does not touch SQLite for
+// the common writes (SET, MSET, DEL, EXPIRE, PERSIST, driver metadata). It
+// records each key's newest state in an in-memory, key-ordered buffer, so a
+// write costs a map insert and its acknowledgement never waits for a B-tree
+// upsert. Reads look in the buffer first, then SQLite. The apply thread
+// writes the buffer to SQLite in the background (FlushStep): it freezes the
+// buffer as a "generation" covering every entry up to the applied index at
+// that moment, writes the generation in key order a slice at a time into one
+// open transaction, and commits once the whole generation is in, storing
+// that generation's index as applied_index. So the committed state.db is
+// always exactly the state after some entry, never a mix: a restart
+// re-applies the entries above it from the Raft log, and keys written many
+// times in a generation are written to SQLite once.
+//
+// Operations that work on ranges of SQLite rows (FLUSHALL, expiry sweeps,
+// import staging, SCAN, DBSIZE, export) first write the whole buffer out
+// (DrainAll) and then run on SQLite alone.
 //
 // Thread-safety: thread-compatible. The daemon serialises all calls with one
 // mutex (apply thread and readers).
@@ -22,6 +32,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -32,6 +43,7 @@
 
 #include "base/status.h"
 #include "store/command.h"
+#include "store/row_set.h"
 
 namespace flin::store {
 
@@ -50,11 +62,25 @@ class KvStore {
   KvStore(const KvStore&) = delete;
   KvStore& operator=(const KvStore&) = delete;
 
-  // Highest index applied (possibly not yet committed) / committed to state.db.
+  // Highest index applied (possibly only in the write buffer) / committed to
+  // state.db.
   uint64_t applied_index() const { return applied_index_; }
   uint64_t committed_index() const { return committed_index_; }
-  // Entries applied since the last Commit.
-  size_t uncommitted_entries() const { return uncommitted_; }
+  // Entries applied since the last commit.
+  size_t uncommitted_entries() const { return applied_index_ - committed_index_; }
+  // Memory held by the write buffer (both generations), approximately.
+  size_t buffered_bytes() const {
+    return active_.rows.bytes() + (draining_on_ ? draining_.unwritten_bytes() : 0);
+  }
+  // Whether a frozen generation is being written to SQLite.
+  bool flushing() const { return draining_on_; }
+
+  // One slice of background flushing. Without a generation in progress,
+  // `start` freezes the buffer into one (even an empty one, to record an
+  // applied index that only no-ops advanced). Then writes up to `max_rows`
+  // of it to SQLite; once all of it is in, commits. Returns true when this
+  // call committed (committed_index() moved).
+  bool FlushStep(size_t max_rows, bool start);
 
   // Applies the command of entry `index` (> applied_index()). Results that are
   // client errors (e.g. IMPORT.ADD to an unknown import) change nothing.
@@ -62,7 +88,9 @@ class KvStore {
   ApplyResult Apply(uint64_t index, const Command& cmd);
   // Records that entry `index` needed no state change (e.g. a raft no-op).
   void MarkApplied(uint64_t index);
-  // Commits the open transaction, storing applied_index in it.
+  // Writes the whole buffer to SQLite and commits: committed_index() becomes
+  // applied_index(). Costs as much as the buffer holds; the daemon calls it
+  // at shutdown and before operations that need state.db complete.
   Status Commit();
   // Commits, then checkpoints the WAL into the main file so that everything
   // up to committed_index() is durable in state.db itself (before the Raft
@@ -161,7 +189,28 @@ class KvStore {
   void BeginIfNeeded();
   void HoldReadTxn();
 
-  // Apply helpers; each runs inside the open transaction.
+  // The write buffer: a generation of rows (RowSet) plus driver metadata.
+  struct Generation {
+    RowSet rows;
+    std::map<std::string, std::string, std::less<>> meta;
+    // Memory of rows not yet written to SQLite (what bounds the buffer).
+    size_t unwritten_bytes() const {
+      return rows.empty() ? 0 : rows.bytes() / rows.size() * rows.unread();
+    }
+  };
+  // The newest buffered state of `key`, or nullopt when SQLite has it.
+  std::optional<RowSet::Row> FindPending(std::string_view key) const;
+  void Buffer(std::string_view key, std::string_view value, int64_t expires_at, bool deleted);
+  // Writes up to max_rows rows of `g`, in key order, into the open
+  // transaction (same connection: reads see them at once).
+  void WriteRows(Generation& g, size_t max_rows);
+  void WriteMeta(Generation& g);
+  // Writes everything buffered into the open transaction; afterwards SQLite
+  // alone holds the applied state.
+  void DrainAll();
+  Status CommitTxn(uint64_t index);
+
+  // Apply helpers.
   std::optional<int64_t> LiveExpiry(std::string_view key, int64_t now_ms, std::string* old);
   void Upsert(std::string_view key, std::string_view value, int64_t expires_at);
   bool DeleteKey(std::string_view key, int64_t now_ms);
@@ -186,12 +235,18 @@ class KvStore {
   std::atomic<int> wal_frames_{0};  // WAL length after the last commit (wal hook)
   uint64_t applied_index_ = 0;
   uint64_t committed_index_ = 0;
-  size_t uncommitted_ = 0;
+  Generation active_;    // receives applies
+  Generation draining_;  // frozen, being written to SQLite
+  bool draining_on_ = false;
+  uint64_t draining_index_ = 0;  // the applied index draining_ brings SQLite to
+  // No buffered row expires before this (a lower bound, for HasExpired).
+  int64_t buffered_min_expiry_ = INT64_MAX;
+
+  std::vector<RowSet::Row> scratch_;  // rows being written by WriteRows
 
   sqlite3_stmt* get_ = nullptr;
   sqlite3_stmt* upsert_ = nullptr;
-  sqlite3_stmt* del_ = nullptr;
-  sqlite3_stmt* set_exp_ = nullptr;
+  sqlite3_stmt* del_plain_ = nullptr;
   sqlite3_stmt* sweep_ = nullptr;
   sqlite3_stmt* scan_ = nullptr;
   sqlite3_stmt* count_ = nullptr;

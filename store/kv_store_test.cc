@@ -1,6 +1,7 @@
 #include "store/kv_store.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -141,6 +142,122 @@ TEST_F(KvStoreTest, AppliedIndexSurvivesOnlyWhenCommitted) {
   Reopen();  // the destructor commits what was applied
   EXPECT_EQ(store_->applied_index(), 2u);
   EXPECT_EQ(Value("b"), "2");
+}
+
+// What another connection (a crash, a snapshot) would find in state.db:
+// the committed applied_index and value of `key`.
+std::pair<int64_t, std::optional<std::string>> Committed(const std::string& path,
+                                                         std::string_view key) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE name = 'applied_index'", -1, &q, nullptr);
+  EXPECT_EQ(sqlite3_step(q), SQLITE_ROW);
+  int64_t applied = sqlite3_column_int64(q, 0);
+  sqlite3_finalize(q);
+  sqlite3_prepare_v2(db, "SELECT value FROM kv WHERE key = ?1", -1, &q, nullptr);
+  sqlite3_bind_blob(q, 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
+  std::optional<std::string> v;
+  if (sqlite3_step(q) == SQLITE_ROW) {
+    v.emplace(static_cast<const char*>(sqlite3_column_blob(q, 0)), sqlite3_column_bytes(q, 0));
+  }
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  return {applied, v};
+}
+
+// The write buffer: writes are readable at once, reach state.db a slice at a
+// time, and are committed only as whole generations, so the committed file
+// is always exactly the state after some entry.
+TEST_F(KvStoreTest, WriteBufferCommitsWholeGenerationsOnly) {
+  std::string db = dir_ + "/state.db";
+  for (const char* k : {"k1", "k2", "k3", "k4", "k5"}) Do(Op::kSet, {k, "v"});  // 1..5
+  EXPECT_EQ(Value("k3"), "v");
+  EXPECT_GT(store_->buffered_bytes(), 0u);
+  EXPECT_EQ(Committed(db, "k1"), std::make_pair(int64_t{0}, std::optional<std::string>()));
+
+  EXPECT_FALSE(store_->FlushStep(2, /*start=*/true));  // generation 1..5, rows k1 k2
+  EXPECT_TRUE(store_->flushing());
+  Do(Op::kSet, {"k1", "new"});  // 6, into the next generation
+  Do(Op::kDel, {"k5"});         // 7
+  EXPECT_EQ(Value("k1"), "new");
+  EXPECT_EQ(Value("k5"), std::nullopt);
+  // Written but not committed: another connection sees nothing yet.
+  EXPECT_EQ(Committed(db, "k1").second, std::nullopt);
+
+  EXPECT_FALSE(store_->FlushStep(2, false));  // k3 k4
+  EXPECT_TRUE(store_->FlushStep(2, false));   // k5, then the commit at 5
+  EXPECT_FALSE(store_->flushing());
+  EXPECT_EQ(store_->committed_index(), 5u);
+  EXPECT_EQ(Committed(db, "k1"), std::make_pair(int64_t{5}, std::optional<std::string>("v")));
+  EXPECT_EQ(Committed(db, "k5").second, "v");  // entry 7 is not in this generation
+  EXPECT_EQ(Value("k1"), "new");
+  EXPECT_EQ(Value("k5"), std::nullopt);
+
+  EXPECT_FALSE(store_->FlushStep(100, false));  // no start: nothing happens
+  EXPECT_TRUE(store_->FlushStep(100, true));    // generation 6..7
+  EXPECT_EQ(store_->buffered_bytes(), 0u);
+  EXPECT_EQ(Committed(db, "k1"), std::make_pair(int64_t{7}, std::optional<std::string>("new")));
+  EXPECT_EQ(Committed(db, "k5").second, std::nullopt);
+  EXPECT_EQ(Value("k2"), "v");  // now from SQLite
+}
+
+// Conditional writes and expiry decisions read the buffer, not SQLite.
+TEST_F(KvStoreTest, ConditionsSeeBufferedState) {
+  Do(Op::kSet, {"a", "1"});
+  ASSERT_TRUE(store_->Commit().ok());
+  EXPECT_EQ(Do(Op::kDel, {"a"}).n, 1);  // buffered deletion of a committed row
+  EXPECT_EQ(Do(Op::kSet, {"a", "2"}, 0, kCondXx).kind, ApplyResult::Kind::kNil);
+  EXPECT_EQ(Do(Op::kSet, {"a", "2"}, 0, kCondNx).kind, ApplyResult::Kind::kOk);
+  ApplyResult old = Do(Op::kSet, {"a", "3"}, 0, kGetOld);
+  EXPECT_EQ(old.str, "2");
+  EXPECT_EQ(Do(Op::kExpire, {"a"}, 5000).n, 1);  // expires at 5000, buffered
+  auto ttl = store_->ExpiresAt("a", 1000);
+  ASSERT_TRUE(ttl.ok() && ttl->has_value());
+  EXPECT_EQ(**ttl, 5000);
+  EXPECT_FALSE(*store_->HasExpired(4999));
+  EXPECT_TRUE(*store_->HasExpired(5000));  // seen in the buffer
+  EXPECT_EQ(Value("a", 6000), std::nullopt);
+  EXPECT_EQ(Do(Op::kPersist, {"a"}).n, 1);
+  EXPECT_EQ(Value("a", 6000), "3");
+}
+
+// Driver metadata commits with the rows of its generation, never ahead.
+TEST_F(KvStoreTest, MetaIsBufferedWithItsGeneration) {
+  std::string db = dir_ + "/state.db";
+  Do(Op::kSet, {"a", "1"});
+  store_->PutMeta("raft.test", "one");
+  ASSERT_TRUE(store_->FlushStep(100, true));
+  Do(Op::kSet, {"b", "1"});
+  Do(Op::kSet, {"c", "1"});
+  store_->PutMeta("raft.test", "two");
+  EXPECT_EQ(**store_->GetMeta("raft.test"), "two");
+  EXPECT_EQ(**KvStore::ReadMetaOf(db, "raft.test"), "one");
+  EXPECT_FALSE(store_->FlushStep(1, true));  // row b written, not yet committed
+  EXPECT_EQ(**KvStore::ReadMetaOf(db, "raft.test"), "one");
+  EXPECT_TRUE(store_->FlushStep(1, false));
+  EXPECT_EQ(**KvStore::ReadMetaOf(db, "raft.test"), "two");
+}
+
+// Range reads and SQL-level operations write the whole buffer first.
+TEST_F(KvStoreTest, RangeOperationsSeeTheBuffer) {
+  Do(Op::kSet, {"u:1", "x"});
+  ASSERT_TRUE(store_->Commit().ok());
+  Do(Op::kSet, {"u:2", "x"});
+  Do(Op::kDel, {"u:1"});
+  EXPECT_EQ(*store_->CountLive(1000), 1);
+  std::vector<std::string> keys;
+  std::string last;
+  size_t examined = 0;
+  ASSERT_TRUE(store_->ScanKeys("", "u:", 10, 1000, &keys, &last, &examined).ok());
+  EXPECT_EQ(keys, (std::vector<std::string>{"u:2"}));
+  Do(Op::kSet, {"u:3", "x"});
+  EXPECT_EQ(Do(Op::kFlushAll, {}).kind, ApplyResult::Kind::kOk);
+  EXPECT_EQ(Value("u:3"), std::nullopt);
+  EXPECT_EQ(*store_->CountLive(1000), 0);
+  Do(Op::kSet, {"t", "x"}, 1500);                   // expires at 1500
+  EXPECT_EQ(Do(Op::kSweep, {}, 10, 0, 2000).n, 1);  // the buffered row was written, then swept
+  EXPECT_EQ(*store_->CountLive(0), 0);
 }
 
 TEST_F(KvStoreTest, ScanWalksInKeyOrderWithPrefix) {

@@ -1,0 +1,108 @@
+#include "store/row_set.h"
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+
+#include "base/check.h"
+
+namespace flin::store {
+
+struct RowSet::Record {
+  uint32_t key_len;
+  uint32_t value_len;
+  int64_t expires_at;
+  bool deleted;
+  const char* data() const { return reinterpret_cast<const char*>(this + 1); }
+  char* data() { return reinterpret_cast<char*>(this + 1); }
+  std::string_view key() const { return {data(), key_len}; }
+};
+
+namespace {
+constexpr size_t kChunkBytes = 1 << 20;
+constexpr size_t kAlign = alignof(std::max_align_t);
+}  // namespace
+
+uint64_t RowSet::Hash(std::string_view key) { return std::hash<std::string_view>{}(key); }
+
+RowSet::Row RowSet::ToRow(const Record* r) {
+  return Row{r->key(), std::string_view(r->data() + r->key_len, r->value_len), r->expires_at,
+             r->deleted};
+}
+
+RowSet::Record* RowSet::Append(std::string_view key, std::string_view value, int64_t expires_at,
+                               bool deleted) {
+  FLIN_CHECK(key.size() <= UINT32_MAX && value.size() <= UINT32_MAX);
+  size_t need = (sizeof(Record) + key.size() + value.size() + kAlign - 1) & ~(kAlign - 1);
+  if (need > cur_left_) {
+    // Rows bigger than a chunk get a chunk of their own.
+    size_t size = std::max(need, kChunkBytes);
+    chunks_.emplace_back(new char[size]);
+    cur_ = chunks_.back().get();
+    cur_left_ = size;
+    arena_bytes_ += size;
+  }
+  auto* r = reinterpret_cast<Record*>(cur_);
+  r->key_len = static_cast<uint32_t>(key.size());
+  r->value_len = static_cast<uint32_t>(value.size());
+  r->expires_at = expires_at;
+  r->deleted = deleted;
+  if (!key.empty()) std::memcpy(r->data(), key.data(), key.size());
+  if (!value.empty()) std::memcpy(r->data() + key.size(), value.data(), value.size());
+  cur_ += need;
+  cur_left_ -= need;
+  return r;
+}
+
+void RowSet::Grow() {
+  std::vector<Slot> old = std::move(slots_);
+  slots_.assign(old.empty() ? 1024 : old.size() * 2, Slot{});
+  size_t mask = slots_.size() - 1;
+  for (const Slot& s : old) {
+    if (!s.rec) continue;
+    size_t i = s.hash & mask;
+    while (slots_[i].rec) i = (i + 1) & mask;
+    slots_[i] = s;
+  }
+}
+
+void RowSet::Put(std::string_view key, std::string_view value, int64_t expires_at, bool deleted) {
+  FLIN_CHECK(order_.empty()) << "RowSet::Put while being read in order";
+  if ((count_ + 1) * 2 > slots_.size()) Grow();
+  uint64_t h = Hash(key);
+  size_t mask = slots_.size() - 1;
+  size_t i = h & mask;
+  while (slots_[i].rec && !(slots_[i].hash == h && slots_[i].rec->key() == key)) {
+    i = (i + 1) & mask;
+  }
+  if (!slots_[i].rec) ++count_;
+  slots_[i] = Slot{h, Append(key, value, expires_at, deleted)};
+}
+
+std::optional<RowSet::Row> RowSet::Find(std::string_view key) const {
+  if (count_ == 0) return std::nullopt;
+  uint64_t h = Hash(key);
+  size_t mask = slots_.size() - 1;
+  for (size_t i = h & mask; slots_[i].rec; i = (i + 1) & mask) {
+    if (slots_[i].hash == h && slots_[i].rec->key() == key) return ToRow(slots_[i].rec);
+  }
+  return std::nullopt;
+}
+
+bool RowSet::NextInOrder(size_t max_rows, std::vector<Row>* out) {
+  if (order_.empty() && count_ > 0 && next_ == 0) {
+    order_.reserve(count_);
+    for (const Slot& s : slots_) {
+      if (s.rec) order_.push_back(s.rec);
+    }
+    std::sort(order_.begin(), order_.end(),
+              [](const Record* a, const Record* b) { return a->key() < b->key(); });
+  }
+  for (size_t n = 0; n < max_rows && next_ < order_.size(); ++n)
+    out->push_back(ToRow(order_[next_++]));
+  return next_ < order_.size();
+}
+
+void RowSet::Clear() { *this = RowSet(); }
+
+}  // namespace flin::store
