@@ -628,6 +628,7 @@ ApplyResult KvStore::ApplyMSet(const Command& cmd) {
       if ((cmd.flags & kCondNx) ? live : !live) return ApplyResult::Int(0);
     }
   }
+  if (!keep) active_.rows.Prefetch(cmd.args, 0, 2);
   // In argument order: a key given twice ends with its last value.
   for (size_t i = 0; i < cmd.args.size(); i += 2) {
     int64_t exp = cmd.arg;

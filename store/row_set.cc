@@ -89,6 +89,20 @@ std::optional<RowSet::Row> RowSet::Find(std::string_view key) const {
   return std::nullopt;
 }
 
+void RowSet::Prefetch(const std::vector<std::string_view>& keys, size_t first,
+                      size_t stride) const {
+  if (slots_.empty()) return;
+  size_t mask = slots_.size() - 1;
+  for (size_t k = first; k < keys.size(); k += stride) {
+    __builtin_prefetch(&slots_[Hash(keys[k]) & mask]);
+  }
+  for (size_t k = first; k < keys.size(); k += stride) {
+    uint64_t h = Hash(keys[k]);
+    const Slot& s = slots_[h & mask];
+    if (s.rec && s.hash == h) __builtin_prefetch(s.rec);
+  }
+}
+
 bool RowSet::NextInOrder(size_t max_rows, std::vector<Row>* out) {
   if (order_.empty() && count_ > 0 && next_ == 0) {
     order_.reserve(count_);

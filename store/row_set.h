@@ -41,6 +41,11 @@ class RowSet {
   void Put(std::string_view key, std::string_view value, int64_t expires_at, bool deleted);
   // The newest state of `key`, if this set has one.
   std::optional<Row> Find(std::string_view key) const;
+  // Hints that `keys` are about to be Put: each Put of a large set waits on
+  // two cache misses (its table slot, then an old row's key to compare), so
+  // a batch first starts all slot loads, then all row loads, and the misses
+  // overlap instead of queueing.
+  void Prefetch(const std::vector<std::string_view>& keys, size_t first, size_t stride) const;
 
   bool empty() const { return count_ == 0; }
   size_t size() const { return count_; }  // distinct keys
