@@ -1630,12 +1630,8 @@ void ClusterNode::ApplyLoop() {
     {
       // Routine checkpoints run on the store's own checkpointer thread.
       std::lock_guard<std::mutex> lock(store_mu_);
-      if (exit) {
-        Status s = store_->Commit();
-        FLIN_CHECK(s.ok()) << "state.db commit failed: " << s.ToString();
-      } else {
-        flush.Step(*store_, idle);
-      }
+      // On exit the write buffer is left to the log (see ~KvStore).
+      if (!exit) flush.Step(*store_, idle);
       busy = flush.Busy(*store_);
     }
     if (exit) break;
@@ -1822,11 +1818,8 @@ void ClusterNode::Stop() {
   if (peer_thread_.joinable()) peer_thread_.join();
   for (auto& [k, c] : receiving_) ::close(c.fd);
   receiving_.clear();
-  std::lock_guard<std::mutex> lock(store_mu_);
-  if (store_) {
-    Status s = store_->Commit();
-    if (!s.ok()) LOG_ERROR << "final commit: " << s.ToString();
-  }
+  // No final commit: the log holds every entry above state.db's committed
+  // index and the core re-delivers them at the next start (~KvStore).
 }
 
 }  // namespace flin::daemon

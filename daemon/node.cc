@@ -192,12 +192,8 @@ void Node::ApplyLoop() {
     uint64_t committed_index = 0;
     {
       std::lock_guard<std::mutex> lock(store_mu_);
-      if (exit) {
-        Status s = store_->Commit();
-        FLIN_CHECK(s.ok()) << "state.db commit failed: " << s.ToString();
-      } else {
-        committed = flush.Step(*store_, idle);
-      }
+      // On exit the write buffer is left to the log (see ~KvStore).
+      if (!exit) committed = flush.Step(*store_, idle);
       busy = flush.Busy(*store_);
       committed_index = store_->committed_index();
     }
@@ -240,11 +236,8 @@ void Node::Stop() {
   log_cv_.notify_all();
   if (log_thread_.joinable()) log_thread_.join();
   if (apply_thread_.joinable()) apply_thread_.join();
-  std::lock_guard<std::mutex> lock(store_mu_);
-  if (store_) {
-    Status s = store_->Commit();
-    if (!s.ok()) LOG_ERROR << "final commit: " << s.ToString();
-  }
+  // No final commit: the log holds every entry above state.db's committed
+  // index and the next start replays them (~KvStore).
 }
 
 void Node::ReadBarrier(StatusDone done) {

@@ -76,10 +76,11 @@ KvStore::~KvStore() {
     ckpt_cv_.notify_one();
     ckpt_thread_.join();
   }
-  if (in_txn_ || applied_index_ != committed_index_) {
-    Status s = Commit();
-    if (!s.ok()) LOG_ERROR << "state.db: final commit failed: " << s.ToString();
-  }
+  // Whatever the buffer holds (and a generation half written into the open
+  // transaction) is dropped, not written: the Raft log keeps every entry
+  // above committed_index(), and the next open replays them into the
+  // buffer. So stopping costs nothing however full the buffer is.
+  if (in_txn_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
   for (sqlite3_stmt* s : {get_, upsert_, del_plain_, sweep_, scan_, count_, has_expired_,
                           set_applied_, put_meta_, get_meta_, begin_, commit_}) {
     sqlite3_finalize(s);
