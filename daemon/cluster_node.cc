@@ -1625,8 +1625,14 @@ void ClusterNode::ApplyLoop() {
         exit = true;
       }
     }
-    bool idle = items.empty();
-    if (!idle) ApplyItems(items);
+    if (!items.empty()) ApplyItems(items);
+    // Idle: nothing more waits to be applied right now, so a slice of
+    // SQLite work delays no reply.
+    bool idle;
+    {
+      std::lock_guard<std::mutex> lock(apply_mu_);
+      idle = to_apply_.empty();
+    }
     {
       // Routine checkpoints run on the store's own checkpointer thread.
       std::lock_guard<std::mutex> lock(store_mu_);

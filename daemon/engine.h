@@ -37,7 +37,7 @@ class FlushPolicy {
   FlushPolicy(int64_t commit_ms, size_t buffer_bytes)
       : commit_every_(commit_ms), buffer_bytes_(buffer_bytes) {}
   // Call under the store mutex after each turn of the apply loop; `idle`:
-  // the turn applied nothing. Returns true when a generation committed.
+  // no applied batch is waiting. Returns true when a generation committed.
   bool Step(store::KvStore& st, bool idle);
   // Whether the store has flushing to do right away (the apply loop then
   // polls for batches instead of sleeping).
@@ -46,9 +46,9 @@ class FlushPolicy {
   }
   std::chrono::milliseconds commit_every() const { return commit_every_; }
 
-  // Rows per slice: a few milliseconds of SQLite work, so a batch that
+  // Rows per slice: about a millisecond of SQLite work, so a batch that
   // arrives meanwhile waits at most that long.
-  static constexpr size_t kSliceRows = 1000;
+  static constexpr size_t kSliceRows = 256;
 
  private:
   std::chrono::milliseconds commit_every_;

@@ -184,8 +184,14 @@ void Node::ApplyLoop() {
         exit = true;
       }
     }
-    bool idle = batch.entries.empty();
-    if (!idle) ApplyBatch(batch);
+    if (!batch.entries.empty()) ApplyBatch(batch);
+    // Idle: nothing more waits to be applied right now (between two log
+    // syncs, typically), so a slice of SQLite work delays no reply.
+    bool idle;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      idle = to_apply_.empty();
+    }
     // The log holds everything applied but not yet in state.db, so SQLite
     // work waits for idle moments and runs in big transactions.
     bool committed = false;

@@ -105,12 +105,35 @@ void RowSet::Prefetch(const std::vector<std::string_view>& keys, size_t first,
 
 bool RowSet::NextInOrder(size_t max_rows, std::vector<Row>* out) {
   if (order_.empty() && count_ > 0 && next_ == 0) {
-    order_.reserve(count_);
+    // Sorting pointers compares keys through a cache miss each time (about
+    // a second for 1.5 M rows, all of it stalling applies and readers).
+    // Sorting the keys' first 16 bytes as two big-endian integers held in
+    // the array itself needs the rows only to break ties.
+    struct Item {
+      uint64_t hi, lo;
+      const Record* rec;
+    };
+    auto prefix = [](std::string_view k, size_t at) {
+      uint64_t v = 0;
+      for (size_t i = 0; i < 8; ++i) {
+        v = (v << 8) | (at + i < k.size() ? static_cast<unsigned char>(k[at + i]) : 0);
+      }
+      return v;
+    };
+    std::vector<Item> items;
+    items.reserve(count_);
     for (const Slot& s : slots_) {
-      if (s.rec) order_.push_back(s.rec);
+      if (s.rec) items.push_back(Item{prefix(s.rec->key(), 0), prefix(s.rec->key(), 8), s.rec});
     }
-    std::sort(order_.begin(), order_.end(),
-              [](const Record* a, const Record* b) { return a->key() < b->key(); });
+    // Zero padding makes "ab" and "ab\0" tie on the prefix; the full key
+    // compare orders them (shorter first), as it does every other tie.
+    std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
+      if (a.hi != b.hi) return a.hi < b.hi;
+      if (a.lo != b.lo) return a.lo < b.lo;
+      return a.rec->key() < b.rec->key();
+    });
+    order_.reserve(count_);
+    for (const Item& it : items) order_.push_back(it.rec);
   }
   for (size_t n = 0; n < max_rows && next_ < order_.size(); ++n)
     out->push_back(ToRow(order_[next_++]));

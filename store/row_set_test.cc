@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <random>
 #include <string>
@@ -76,6 +77,28 @@ TEST(RowSetTest, MatchesAnOrderedMapAndReadsInKeyOrder) {
   EXPECT_FALSE(rs.Find(model.begin()->first).has_value());
   rs.Put("again", "1", 0, false);
   EXPECT_EQ(rs.Find("again")->value, "1");
+}
+
+// Keys that tie on the 16-byte sort prefix (long shared prefixes, NUL
+// padding, a key that is a prefix of another) still come out in byte order.
+TEST(RowSetTest, KeyOrderIsByteOrderPastTheSortPrefix) {
+  RowSet rs;
+  std::vector<std::string> keys = {"user:0000000000:b",
+                                   "user:0000000000:a",
+                                   "user:0000000000",
+                                   std::string("ab\0", 3),
+                                   "ab",
+                                   std::string("ab\0\0", 4),
+                                   "\xff\xff",
+                                   "",
+                                   "user:0000000000:a:1",
+                                   "a"};
+  for (const std::string& k : keys) rs.Put(k, "v", 0, false);
+  std::sort(keys.begin(), keys.end());
+  std::vector<RowSet::Row> out;
+  rs.NextInOrder(100, &out);
+  ASSERT_EQ(out.size(), keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) EXPECT_EQ(out[i].key, keys[i]) << i;
 }
 
 TEST(RowSetTest, RewritesCountInBytes) {
