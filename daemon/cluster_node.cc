@@ -1625,14 +1625,8 @@ void ClusterNode::ApplyLoop() {
         exit = true;
       }
     }
-    if (!items.empty()) ApplyItems(items);
-    // Idle: nothing more waits to be applied right now, so a slice of
-    // SQLite work delays no reply.
-    bool idle;
-    {
-      std::lock_guard<std::mutex> lock(apply_mu_);
-      idle = to_apply_.empty();
-    }
+    bool idle = items.empty();  // as in Node::ApplyLoop
+    if (!idle) ApplyItems(items);
     {
       // Routine checkpoints run on the store's own checkpointer thread.
       std::lock_guard<std::mutex> lock(store_mu_);

@@ -37,7 +37,7 @@ class FlushPolicy {
   FlushPolicy(int64_t commit_ms, size_t buffer_bytes)
       : commit_every_(commit_ms), buffer_bytes_(buffer_bytes) {}
   // Call under the store mutex after each turn of the apply loop; `idle`:
-  // no applied batch is waiting. Returns true when a generation committed.
+  // the turn applied nothing. Returns true when a generation committed.
   bool Step(store::KvStore& st, bool idle);
   // Whether the store has flushing to do right away (the apply loop then
   // polls for batches instead of sleeping).
