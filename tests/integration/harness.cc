@@ -9,9 +9,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -41,8 +44,43 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ec);
 }
 
+namespace {
+// Whether 127.0.0.1:port can be bound right now.
+bool Bindable(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+}  // namespace
+
+// Port 0 would hand out a port from the ephemeral range, which every
+// outgoing connection on the machine also draws from: between this check and
+// flind's bind, a client socket of a test running in parallel could take it
+// (seen in CI: a cluster node's peer port, which cannot be re-picked once the
+// cluster's member list is written). So pick at random below that range.
 uint16_t FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int low = 32768;
+  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+  range >> low;
+  static std::mutex mu;
+  static std::mt19937 rng(std::random_device{}());
+  const int first = 20000, last = std::min(low, 65536) - 1;
+  if (last - first >= 1000) {
+    for (int i = 0; i < 200; ++i) {
+      uint16_t port;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        port = static_cast<uint16_t>(std::uniform_int_distribution<int>(first, last)(rng));
+      }
+      if (Bindable(port)) return port;
+    }
+  }
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

@@ -29,7 +29,8 @@ class TempDir {
   std::string path_;
 };
 
-// A TCP port that was free a moment ago (bind to port 0).
+// A loopback TCP port that was free a moment ago, chosen at random below
+// the kernel's ephemeral range (see harness.cc for why).
 uint16_t FreePort();
 
 // Polls cond every few ms until it is true or `deadline` passes.
