@@ -522,7 +522,8 @@ ProgramSpec FlindProgramSpec() {
       Value({"--client-output-buffer-limit"}, "BYTES", "Most reply bytes buffered per client"),
       Value({"--timeout"}, "SECONDS", "Close client connections idle SECONDS (0 = never)"),
       Value({"--cache-mb"}, "MIB", "SQLite page cache size in MiB"),
-      Value({"--apply-commit-ms"}, "MS", "Commit applied entries to state.db at least this often"),
+      Value({"--apply-commit-ms"}, "MS",
+            "Start writing applied entries to state.db at least this often"),
       Value({"--write-buffer-mb"}, "MIB", "Most applied writes kept in memory ahead of state.db"),
       Value({"--log-compact-mb"}, "MIB", "Compact the Raft log once it exceeds this many MiB"),
       // Cluster mode (first start only, except the peer address and secret).

@@ -1579,7 +1579,10 @@ void ClusterNode::ApplyItems(std::vector<ApplyItem>& items) {
           break;
         }
       }
-      if (e.term != TermAt(e.index)) term_starts_[e.index] = e.term;
+      // Entries arrive in index order: the newest term start is the last.
+      if (term_starts_.empty() || term_starts_.rbegin()->second != e.term) {
+        term_starts_[e.index] = e.term;
+      }
       last_term = e.term;
       last = e.index;
       if (item.done) done.emplace_back(std::move(item.done), std::move(o));

@@ -62,7 +62,7 @@ bool ParseConfig(int argc, char** argv, Config* c, int* exit_code) {
   app.add_option("--cache-mb", c->cache_mb, "SQLite page cache size in MiB")
       ->check(CLI::PositiveNumber);
   app.add_option("--apply-commit-ms", c->apply_commit_ms,
-                 "Commit applied entries to state.db at least this often (ms)")
+                 "Start writing applied entries to state.db at least this often (ms)")
       ->check(CLI::PositiveNumber);
   app.add_option("--write-buffer-mb", c->write_buffer_mb,
                  "Most applied writes (MiB) kept in memory ahead of state.db; more waits for "

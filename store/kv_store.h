@@ -7,17 +7,15 @@
 //
 // Write buffer (DESIGN.md "Performance"): Apply() does not touch SQLite for
 // the common writes (SET, MSET, DEL, EXPIRE, PERSIST, driver metadata). It
-// records each key's newest state in an in-memory, key-ordered buffer, so a
-// write costs a map insert and its acknowledgement never waits for a B-tree
-// upsert. Reads look in the buffer first, then SQLite. The apply thread
-// writes the buffer to SQLite in the background (FlushStep): it freezes the
-// buffer as a "generation" covering every entry up to the applied index at
-// that moment, writes the generation in key order a slice at a time into one
-// open transaction, and commits once the whole generation is in, storing
-// that generation's index as applied_index. So the committed state.db is
-// always exactly the state after some entry, never a mix: a restart
-// re-applies the entries above it from the Raft log, and keys written many
-// times in a generation are written to SQLite once.
+// records each key's newest state in an in-memory buffer (RowSet: an arena
+// and a hash table), so a write costs a hash probe and a copy and its
+// acknowledgement never waits for a B-tree upsert. Reads look in the buffer first, then SQLite. The
+// apply thread writes the buffer to SQLite in the background (FlushStep): it freezes the buffer as
+// a "generation" covering every entry up to the applied index at that moment, writes the generation
+// in key order a slice at a time into one open transaction, and commits once the whole generation
+// is in, storing that generation's index as applied_index. So the committed state.db is always
+// exactly the state after some entry, never a mix: a restart re-applies the entries above it from
+// the Raft log, and keys written many times in a generation are written to SQLite once.
 //
 // Operations that work on ranges of SQLite rows (FLUSHALL, expiry sweeps,
 // import staging, SCAN, DBSIZE, export) first write the whole buffer out
@@ -90,7 +88,8 @@ class KvStore {
   void MarkApplied(uint64_t index);
   // Writes the whole buffer to SQLite and commits: committed_index() becomes
   // applied_index(). Costs as much as the buffer holds; the daemon calls it
-  // at shutdown and before operations that need state.db complete.
+  // only where state.db must be complete (export, a snapshot file, cluster
+  // bootstrap). Stopping does not: see ~KvStore.
   Status Commit();
   // Commits, then checkpoints the WAL into the main file so that everything
   // up to committed_index() is durable in state.db itself (before the Raft
