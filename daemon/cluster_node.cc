@@ -1609,6 +1609,13 @@ uint64_t ClusterNode::TermAt(uint64_t index) const {
   return it == term_starts_.begin() ? 0 : std::prev(it)->second;
 }
 
+void ClusterNode::WakeApply() {
+  // Through the mutex: the apply loop is either before its predicate check
+  // (and sees commit_wake_) or waiting (and gets the notify).
+  { std::lock_guard<std::mutex> lock(apply_mu_); }
+  apply_cv_.notify_one();
+}
+
 void ClusterNode::ApplyLoop() {
   pthread_setname_np(pthread_self(), "flind-apply");
   FlushPolicy flush(opts_.node.apply_commit_ms, opts_.node.write_buffer_bytes);
@@ -1619,8 +1626,10 @@ void ClusterNode::ApplyLoop() {
     {
       std::unique_lock<std::mutex> lock(apply_mu_);
       apply_cv_.wait_for(lock, busy ? std::chrono::milliseconds(0) : flush.commit_every(), [&] {
-        return !to_apply_.empty() || raft_done_ || snapshot_requested_.load();
+        return !to_apply_.empty() || raft_done_ || snapshot_requested_.load() ||
+               commit_wake_.load();
       });
+      commit_wake_.store(false);
       if (!to_apply_.empty()) {
         items = std::move(to_apply_.front());
         to_apply_.pop_front();
@@ -1634,8 +1643,9 @@ void ClusterNode::ApplyLoop() {
       // Routine checkpoints run on the store's own checkpointer thread.
       std::lock_guard<std::mutex> lock(store_mu_);
       // On exit the write buffer is left to the log (see ~KvStore).
-      if (!exit) flush.Step(*store_, idle);
-      busy = flush.Busy(*store_);
+      if (!exit) flush.Step(*store_, idle, commit_wanted());
+      SettleCommitWaiters(exit);
+      busy = flush.Busy(*store_, commit_wanted());
     }
     if (exit) break;
     MaybeSnapshot(snapshot_requested_.exchange(false));

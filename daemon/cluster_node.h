@@ -100,6 +100,9 @@ class ClusterNode : public Engine {
 
   uint16_t peer_port() const;
 
+ protected:
+  void WakeApply() override;
+
  private:
   // What a request produced. code: kOk (index/value/result valid), kFailed
   // (result holds the error reply), kRetry (not the leader: the origin

@@ -448,26 +448,63 @@ std::string Commands::InfoText(std::string_view section) {
       << "\r\nraft_snapshots_created:" << ns.snapshots_created
       << "\r\nraft_snapshots_installed:" << ns.snapshots_installed << "\r\n\r\n";
   }
-  if (all || want == "keyspace") {
-    auto n =
-        server_.engine().WithStore([](store::KvStore& st) { return st.CountLive(WallMillis()); });
-    o << "# Keyspace\r\n";
-    if (n.ok() && *n > 0) o << "db0:keys=" << *n << ",expires=0,avg_ttl=0\r\n";
-    o << "\r\n";
-  }
   return o.str();
 }
 
 void Commands::Info(Session& s, const Args& a) {
   if (a.size() > 2) return s.Reply().Error(kSyntax);
-  s.Reply().Bulk(InfoText(a.size() == 2 ? a[1] : ""));
+  std::string want = ToLower(a.size() == 2 ? a[1] : "");
+  std::string text = InfoText(want);
+  if (!(want.empty() || want == "all" || want == "default" || want == "everything" ||
+        want == "keyspace")) {
+    return s.Reply().Bulk(text);
+  }
+  // The key count is a range read: it waits for state.db, off the io thread.
+  auto n = std::make_shared<int64_t>(0);
+  int64_t now = WallMillis();
+  ReadCommitted(
+      s,
+      [n, now](store::KvStore::Snapshot& snap) {
+        auto count = snap.CountLive(now);
+        if (!count.ok()) return count.status();
+        *n = *count;
+        return Status::Ok();
+      },
+      [n, text = std::move(text)](net::ReplyWriter& w) {
+        std::string out = text + "# Keyspace\r\n";
+        if (*n > 0) out += "db0:keys=" + std::to_string(*n) + ",expires=0,avg_ttl=0\r\n";
+        w.Bulk(out + "\r\n");
+      });
+}
+
+void Commands::ReadCommitted(Session& s, Engine::SnapshotRead read,
+                             std::function<void(net::ReplyWriter&)> reply) {
+  size_t slot = s.BeginAsync();
+  server_.engine().ReadCommitted(
+      std::move(read), [self = s.shared_from_this(), slot, reply = std::move(reply)](Status st) {
+        std::string out;
+        net::ReplyWriter w(&out);
+        if (st.ok()) {
+          reply(w);
+        } else {
+          w.Error("ERR " + st.message());
+        }
+        self->CompleteRaw(slot, std::move(out));
+      });
 }
 
 void Commands::DbSize(Session& s, const Args&) {
-  auto n =
-      server_.engine().WithStore([](store::KvStore& st) { return st.CountLive(WallMillis()); });
-  if (!n.ok()) return s.Reply().Error("ERR " + n.status().message());
-  s.Reply().Integer(*n);
+  auto n = std::make_shared<int64_t>(0);
+  int64_t now = WallMillis();
+  ReadCommitted(
+      s,
+      [n, now](store::KvStore::Snapshot& snap) {
+        auto count = snap.CountLive(now);
+        if (!count.ok()) return count.status();
+        *n = *count;
+        return Status::Ok();
+      },
+      [n](net::ReplyWriter& w) { w.Integer(*n); });
 }
 
 void Commands::FlushAll(Session& s, const Args& a) {
@@ -736,70 +773,83 @@ void Commands::Scan(Session& s, const Args& a) {
     after = it->second;
   }
   std::string prefix = pattern.empty() ? "" : GlobLiteralPrefix(pattern);
-  std::vector<std::string> keys;
-  std::string last;
-  size_t examined = 0;
-  Status st = server_.engine().WithStore([&](store::KvStore& kv) {
-    return kv.ScanKeys(after, prefix, static_cast<size_t>(count), WallMillis(), &keys, &last,
-                       &examined);
-  });
-  if (!st.ok()) return s.Reply().Error("ERR " + st.message());
-  uint64_t next = 0;
-  if (examined == static_cast<size_t>(count)) {  // more may follow; > count: ran past the prefix
-    next = next_cursor_++;
-    cursors_[next] = last;
-    cursor_order_.push_back(next);
-    if (cursor_order_.size() > kMaxCursors) {
-      cursors_.erase(cursor_order_.front());
-      cursor_order_.pop_front();
-    }
-  }
-  auto w = s.Reply();
-  w.ArrayHeader(2);
-  w.Bulk(std::to_string(next));
-  size_t n = 0;
-  if (type_ok) {
-    for (const auto& k : keys) n += pattern.empty() || GlobMatch(pattern, k);
-  }
-  w.ArrayHeader(n);
-  if (!type_ok) return;
-  for (const auto& k : keys) {
-    if (pattern.empty() || GlobMatch(pattern, k)) w.Bulk(k);
-  }
+  struct Result {
+    std::vector<std::string> keys;
+    std::string last;
+    size_t examined = 0;
+  };
+  auto r = std::make_shared<Result>();
+  int64_t now = WallMillis();
+  ReadCommitted(
+      s,
+      [r, after = std::move(after), prefix = std::move(prefix), count,
+       now](store::KvStore::Snapshot& snap) {
+        return snap.ScanKeys(after, prefix, static_cast<size_t>(count), now, &r->keys, &r->last,
+                             &r->examined);
+      },
+      [this, r, count, type_ok, pattern = std::move(pattern)](net::ReplyWriter& w) {
+        uint64_t next = 0;
+        // More may follow; examined > count: the scan ran past the prefix.
+        if (r->examined == static_cast<size_t>(count)) {
+          next = next_cursor_++;
+          cursors_[next] = r->last;
+          cursor_order_.push_back(next);
+          if (cursor_order_.size() > kMaxCursors) {
+            cursors_.erase(cursor_order_.front());
+            cursor_order_.pop_front();
+          }
+        }
+        w.ArrayHeader(2);
+        w.Bulk(std::to_string(next));
+        size_t n = 0;
+        if (type_ok) {
+          for (const auto& k : r->keys) n += pattern.empty() || GlobMatch(pattern, k);
+        }
+        w.ArrayHeader(n);
+        if (!type_ok) return;
+        for (const auto& k : r->keys) {
+          if (pattern.empty() || GlobMatch(pattern, k)) w.Bulk(k);
+        }
+      });
 }
 
 void Commands::Keys(Session& s, const Args& a) {
   std::string pattern(a[1]);
   std::string prefix = GlobLiteralPrefix(pattern);
   const uint64_t limit = server_.config().client_output_buffer_limit;
-  std::vector<std::string> out;
-  size_t bytes = 0;
-  std::string after;
-  for (;;) {
-    std::vector<std::string> keys;
-    std::string last;
-    size_t examined = 0;
-    const size_t chunk = 4096;  // bounded work per store lock: writes keep flowing
-    Status st = server_.engine().WithStore([&](store::KvStore& kv) {
-      return kv.ScanKeys(after, prefix, chunk, WallMillis(), &keys, &last, &examined);
-    });
-    if (!st.ok()) return s.Reply().Error("ERR " + st.message());
-    for (auto& k : keys) {
-      if (GlobMatch(pattern, k)) {
-        bytes += k.size() + 16;
-        out.push_back(std::move(k));
-      }
-    }
-    if (bytes > limit) {
-      return s.Reply().Error("ERR KEYS reply exceeds client-output-buffer-limit (" +
-                             std::to_string(limit) + " bytes); use SCAN");
-    }
-    if (examined != chunk) break;
-    after = last;
-  }
-  auto w = s.Reply();
-  w.ArrayHeader(out.size());
-  for (const auto& k : out) w.Bulk(k);
+  auto out = std::make_shared<std::vector<std::string>>();
+  int64_t now = WallMillis();
+  // One read transaction on the reader thread: the keys of one committed
+  // state, however many chunks they take.
+  ReadCommitted(
+      s,
+      [out, pattern, prefix = std::move(prefix), limit, now](store::KvStore::Snapshot& snap) {
+        size_t bytes = 0;
+        std::string after;
+        for (;;) {
+          std::vector<std::string> keys;
+          std::string last;
+          size_t examined = 0;
+          const size_t chunk = 4096;
+          FLIN_RETURN_IF_ERROR(snap.ScanKeys(after, prefix, chunk, now, &keys, &last, &examined));
+          for (auto& k : keys) {
+            if (GlobMatch(pattern, k)) {
+              bytes += k.size() + 16;
+              out->push_back(std::move(k));
+            }
+          }
+          if (bytes > limit) {
+            return Status::InvalidArgument("KEYS reply exceeds client-output-buffer-limit (" +
+                                           std::to_string(limit) + " bytes); use SCAN");
+          }
+          if (examined != chunk) return Status::Ok();
+          after = last;
+        }
+      },
+      [out](net::ReplyWriter& w) {
+        w.ArrayHeader(out->size());
+        for (const auto& k : *out) w.Bulk(k);
+      });
 }
 
 // ---- bulk import / export ----
@@ -836,6 +886,20 @@ void Commands::ImportEnd(Session& s, const Args& a) {
 }
 
 void Commands::ExportBegin(Session& s, const Args& a) {
+  // The snapshot connection sees only committed state, and it must include
+  // every write acknowledged so far: wait for state.db to cover them.
+  size_t slot = s.BeginAsync();
+  server_.engine().WhenCommitted([this, self = s.shared_from_this(), slot,
+                                  prefix = std::string(a.size() > 1 ? a[1] : "")](Status st) {
+    std::string out;
+    net::ReplyWriter w(&out);
+    ExportBegun(st, prefix, w);
+    self->CompleteRaw(slot, std::move(out));
+  });
+}
+
+void Commands::ExportBegun(Status st, std::string_view prefix, net::ReplyWriter& w) {
+  if (!st.ok()) return w.Error("ERR " + st.message());
   int64_t now = WallMillis();
   for (auto it = exports_.begin(); it != exports_.end();) {
     if (now - it->second.last_used_ms > kExportIdleMs)
@@ -844,22 +908,15 @@ void Commands::ExportBegin(Session& s, const Args& a) {
       ++it;
   }
   if (exports_.size() >= kMaxExports) {
-    return s.Reply().Error("ERR too many exports in progress (" + std::to_string(kMaxExports) +
-                           "); end one with EXPORT.END");
+    return w.Error("ERR too many exports in progress (" + std::to_string(kMaxExports) +
+                   "); end one with EXPORT.END");
   }
-  std::string_view prefix = a.size() > 1 ? a[1] : "";
-  // Commit first: the snapshot connection sees only committed state, and it
-  // must include every write acknowledged so far.
-  auto snap = server_.engine().WithStore(
-      [&](store::KvStore& kv) -> Result<std::unique_ptr<store::KvStore::Snapshot>> {
-        Status st = kv.Commit();
-        if (!st.ok()) return st;
-        return kv.OpenSnapshot(prefix);
-      });
-  if (!snap.ok()) return s.Reply().Error("ERR " + snap.status().message());
+  auto snap =
+      server_.engine().WithStore([&](store::KvStore& kv) { return kv.OpenSnapshot(prefix); });
+  if (!snap.ok()) return w.Error("ERR " + snap.status().message());
   std::string id = RandomId();
   exports_[id] = ExportState{std::move(snap).value(), now};
-  s.Reply().Bulk(id);
+  w.Bulk(id);
 }
 
 void Commands::ExportNext(Session& s, const Args& a) {

@@ -2,20 +2,25 @@
 // is data in net/command_spec; this file binds each entry to a handler.
 // Handlers validate everything before proposing, so a rejected command
 // writes nothing. Writes become store::Command entries proposed to the Node;
-// reads go to the store under its mutex. Handlers format replies only
+// point reads go to the store under its mutex; range reads (SCAN, KEYS,
+// DBSIZE, INFO keyspace, export) to committed state.db on the reader thread
+// (Engine::ReadCommitted). Handlers format replies only
 // through net::ReplyWriter (one reply layer).
 // Thread-safety: io thread only.
 #pragma once
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "daemon/engine.h"
 #include "net/command_spec.h"
+#include "net/resp.h"
 #include "store/command.h"
 #include "store/kv_store.h"
 
@@ -84,7 +89,14 @@ class Commands {
   void Consistency(Session&, const Args&);
 
   bool CheckAuthPassword(Session& s, std::string_view user, std::string_view pass);
+  // Every INFO section but the keyspace (a range read).
   std::string InfoText(std::string_view section);
+  // Runs `read` through Engine::ReadCommitted and replies with reply(w) on
+  // the io thread (or the read's error), in this command's place in the
+  // session's reply order.
+  void ReadCommitted(Session& s, Engine::SnapshotRead read,
+                     std::function<void(net::ReplyWriter&)> reply);
+  void ExportBegun(Status st, std::string_view prefix, net::ReplyWriter& w);
 
   Server& server_;
   std::vector<Handler> handlers_;                      // parallel to net::AllCommands()

@@ -1,6 +1,10 @@
 #include "daemon/engine.h"
 
+#include <pthread.h>
+
 #include <asio/post.hpp>
+
+#include "base/log.h"
 
 namespace flin::daemon {
 
@@ -10,12 +14,12 @@ constexpr const char* kNotClustered =
     "--initial-cluster)";
 }  // namespace
 
-bool FlushPolicy::Step(store::KvStore& st, bool idle) {
+bool FlushPolicy::Step(store::KvStore& st, bool idle, bool wanted) {
   auto now = std::chrono::steady_clock::now();
   bool over = st.buffered_bytes() >= buffer_bytes_;
-  if (!idle && !over) return false;
-  bool start =
-      over || now - last_commit_ >= commit_every_ || st.buffered_bytes() >= buffer_bytes_ / 4;
+  if (!idle && !over && !wanted) return false;
+  bool start = over || wanted || now - last_commit_ >= commit_every_ ||
+               st.buffered_bytes() >= buffer_bytes_ / 4;
   bool committed = false;
   do {
     committed |= st.FlushStep(kSliceRows, start);
@@ -25,6 +29,97 @@ bool FlushPolicy::Step(store::KvStore& st, bool idle) {
 }
 
 void Engine::Post(std::function<void()> f) { asio::post(io_, std::move(f)); }
+
+Engine::~Engine() {
+  {
+    std::lock_guard<std::mutex> lock(reader_mu_);
+    reader_stop_ = true;
+  }
+  reader_cv_.notify_all();
+  if (reader_.joinable()) reader_.join();
+}
+
+void Engine::WhenCommitted(StatusDone done) {
+  {
+    std::lock_guard<std::mutex> lock(store_mu_);
+    if (apply_stopped_) {
+      Post([done = std::move(done)] { done(Status::Unavailable("server is shutting down")); });
+      return;
+    }
+    uint64_t index = store_->applied_index();
+    if (store_->committed_index() >= index) {
+      Post([done = std::move(done)] { done(Status::Ok()); });
+      return;
+    }
+    commit_waiters_.push_back(CommitWaiter{index, std::move(done)});
+    commit_wake_.store(true);
+  }
+  WakeApply();
+}
+
+void Engine::SettleCommitWaiters(bool stopping) {
+  if (stopping) apply_stopped_ = true;
+  if (commit_waiters_.empty()) return;
+  std::vector<StatusDone> ready;
+  std::vector<CommitWaiter> rest;
+  for (auto& w : commit_waiters_) {
+    if (w.index <= store_->committed_index()) {
+      ready.push_back(std::move(w.done));
+    } else if (stopping) {
+      Post([done = std::move(w.done)] { done(Status::Unavailable("server is shutting down")); });
+    } else {
+      rest.push_back(std::move(w));
+    }
+  }
+  commit_waiters_ = std::move(rest);
+  if (!ready.empty()) {
+    Post([ready = std::move(ready)] {
+      for (const auto& done : ready) done(Status::Ok());
+    });
+  }
+}
+
+void Engine::ReadCommitted(SnapshotRead read, StatusDone done) {
+  WhenCommitted([this, read = std::move(read), done = std::move(done)](Status st) mutable {
+    if (!st.ok()) return done(st);
+    std::lock_guard<std::mutex> lock(reader_mu_);
+    if (!reader_.joinable()) reader_ = std::thread([this] { ReaderLoop(); });
+    reader_jobs_.push_back([this, read = std::move(read), done = std::move(done)]() mutable {
+      Status s;
+      if (!reader_snap_) {
+        auto snap = WithStore([](store::KvStore& kv) { return kv.OpenSnapshot(""); });
+        if (snap.ok()) {
+          reader_snap_ = std::move(snap).value();
+        } else {
+          s = snap.status();
+        }
+      } else {
+        s = reader_snap_->Refresh();
+      }
+      if (s.ok()) {
+        s = read(*reader_snap_);
+        reader_snap_->Release();
+      }
+      Post([done = std::move(done), s = std::move(s)] { done(s); });
+    });
+    reader_cv_.notify_one();
+  });
+}
+
+void Engine::ReaderLoop() {
+  pthread_setname_np(pthread_self(), "flind-reader");
+  for (;;) {
+    std::function<void()> job;
+    {
+      std::unique_lock<std::mutex> lock(reader_mu_);
+      reader_cv_.wait(lock, [&] { return reader_stop_ || !reader_jobs_.empty(); });
+      if (reader_jobs_.empty()) return;
+      job = std::move(reader_jobs_.front());
+      reader_jobs_.pop_front();
+    }
+    job();
+  }
+}
 
 NodeStats Engine::StorageStats(const store::RaftLog& log) {
   NodeStats st;

@@ -12,12 +12,16 @@
 #pragma once
 
 #include <asio/io_context.hpp>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/status.h"
@@ -37,12 +41,15 @@ class FlushPolicy {
   FlushPolicy(int64_t commit_ms, size_t buffer_bytes)
       : commit_every_(commit_ms), buffer_bytes_(buffer_bytes) {}
   // Call under the store mutex after each turn of the apply loop; `idle`:
-  // the turn applied nothing. Returns true when a generation committed.
-  bool Step(store::KvStore& st, bool idle);
+  // the turn applied nothing; `wanted`: a range read waits for everything
+  // applied to be committed (Engine::WhenCommitted), so a generation starts
+  // and a slice is written on every turn until it is. Returns true when a
+  // generation committed.
+  bool Step(store::KvStore& st, bool idle, bool wanted);
   // Whether the store has flushing to do right away (the apply loop then
   // polls for batches instead of sleeping).
-  bool Busy(const store::KvStore& st) const {
-    return st.flushing() || st.buffered_bytes() >= buffer_bytes_;
+  bool Busy(const store::KvStore& st, bool wanted) const {
+    return wanted || st.flushing() || st.buffered_bytes() >= buffer_bytes_;
   }
   std::chrono::milliseconds commit_every() const { return commit_every_; }
 
@@ -101,7 +108,7 @@ class Engine {
   using IdDone = std::function<void(Result<uint64_t>)>;
 
   explicit Engine(asio::io_context& io) : io_(io) {}
-  virtual ~Engine() = default;
+  virtual ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
@@ -146,7 +153,35 @@ class Engine {
     return f(*store_);
   }
 
+  // Range reads (DBSIZE, SCAN, KEYS, INFO keyspace, export) read committed
+  // state.db through a connection of their own (KvStore::Snapshot) instead
+  // of writing the whole write buffer out under the store mutex, which
+  // stalled every client for seconds after a large burst.
+  //
+  // WhenCommitted: done(Ok) on the io thread once state.db's committed index
+  // covers every entry applied at the call (the apply thread starts a
+  // generation for it and writes it out a slice per turn, so writes and
+  // reads keep flowing meanwhile); done(error) if the node stops first.
+  void WhenCommitted(StatusDone done);
+  // WhenCommitted, then `read` on the reader thread against a snapshot at
+  // least that new, then done(read's status) on the io thread. Neither the
+  // io thread nor the apply thread waits for the read itself.
+  using SnapshotRead = std::function<Status(store::KvStore::Snapshot&)>;
+  void ReadCommitted(SnapshotRead read, StatusDone done);
+
  protected:
+  // Apply thread, under the store mutex. Whether a WhenCommitted caller
+  // waits (FlushPolicy::Step's `wanted`).
+  bool commit_wanted() const { return !commit_waiters_.empty(); }
+  // Apply thread, under the store mutex, after FlushPolicy::Step: hands
+  // the callers whose point state.db now covers to the io thread; with
+  // `stopping`, fails the rest (and later calls fail at once).
+  void SettleCommitWaiters(bool stopping);
+  // Set (with the store mutex held) when a caller starts waiting; the apply
+  // loop's wait ends on it.
+  std::atomic<bool> commit_wake_{false};
+  // Wakes the apply loop (after commit_wake_ was set).
+  virtual void WakeApply() = 0;
   // Runs f on the io thread.
   void Post(std::function<void()> f);
   // The log's and the store's part of Stats() (takes the store mutex).
@@ -155,6 +190,23 @@ class Engine {
   asio::io_context& io_;
   std::mutex store_mu_;
   std::unique_ptr<store::KvStore> store_;  // GUARDED_BY(store_mu_)
+
+ private:
+  void ReaderLoop();
+  struct CommitWaiter {
+    uint64_t index;
+    StatusDone done;
+  };
+  std::vector<CommitWaiter> commit_waiters_;  // GUARDED_BY(store_mu_)
+  bool apply_stopped_ = false;                // GUARDED_BY(store_mu_)
+
+  // The reader thread (started by the first ReadCommitted) and its view.
+  std::mutex reader_mu_;
+  std::condition_variable reader_cv_;
+  std::deque<std::function<void()>> reader_jobs_;  // GUARDED_BY(reader_mu_)
+  bool reader_stop_ = false;                       // GUARDED_BY(reader_mu_)
+  std::thread reader_;
+  std::unique_ptr<store::KvStore::Snapshot> reader_snap_;  // reader thread only
 };
 
 }  // namespace flin::daemon

@@ -166,6 +166,13 @@ void Node::ApplyBatch(Batch& batch) {
   });
 }
 
+void Node::WakeApply() {
+  // Through the mutex: the apply loop is either before its predicate check
+  // (and sees commit_wake_) or waiting (and gets the notify).
+  { std::lock_guard<std::mutex> lock(mu_); }
+  apply_cv_.notify_one();
+}
+
 void Node::ApplyLoop() {
   pthread_setname_np(pthread_self(), "flind-apply");
   FlushPolicy flush(options_.apply_commit_ms, options_.write_buffer_bytes);
@@ -176,7 +183,8 @@ void Node::ApplyLoop() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       apply_cv_.wait_for(lock, busy ? std::chrono::milliseconds(0) : flush.commit_every(),
-                         [&] { return !to_apply_.empty() || log_done_; });
+                         [&] { return !to_apply_.empty() || log_done_ || commit_wake_.load(); });
+      commit_wake_.store(false);
       if (!to_apply_.empty()) {
         batch = std::move(to_apply_.front());
         to_apply_.pop_front();
@@ -197,8 +205,9 @@ void Node::ApplyLoop() {
     {
       std::lock_guard<std::mutex> lock(store_mu_);
       // On exit the write buffer is left to the log (see ~KvStore).
-      if (!exit) committed = flush.Step(*store_, idle);
-      busy = flush.Busy(*store_);
+      if (!exit) committed = flush.Step(*store_, idle, commit_wanted());
+      SettleCommitWaiters(exit);
+      busy = flush.Busy(*store_, commit_wanted());
       committed_index = store_->committed_index();
     }
     // Outside the store mutex: readers keep going while WAL frames are

@@ -64,6 +64,9 @@ class Node : public Engine {
 
   NodeStats Stats() override;
 
+ protected:
+  void WakeApply() override;
+
  private:
   struct Proposal {
     std::string payload;

@@ -17,9 +17,11 @@
 // exactly the state after some entry, never a mix: a restart re-applies the entries above it from
 // the Raft log, and keys written many times in a generation are written to SQLite once.
 //
-// Operations that work on ranges of SQLite rows (FLUSHALL, expiry sweeps,
-// import staging, SCAN, DBSIZE, export) first write the whole buffer out
-// (DrainAll) and then run on SQLite alone.
+// Writes that work on ranges of SQLite rows (FLUSHALL, expiry sweeps, import
+// staging) first write the whole buffer out (DrainAll) and then run on
+// SQLite alone. Range reads (SCAN, KEYS, DBSIZE, export) run on a Snapshot
+// once committed_index() covers what they must see (the daemon waits for a
+// generation commit: Engine::WhenCommitted).
 //
 // Thread-safety: thread-compatible. The daemon serialises all calls with one
 // mutex (apply thread and readers).
@@ -146,24 +148,36 @@ class KvStore {
   // The expiry of a live key (0 = none) without copying its value;
   // nullopt when the key is absent.
   Result<std::optional<int64_t>> ExpiresAt(std::string_view key, int64_t now_ms);
-  // Up to `limit` live keys > `after` (or >= when after is empty) that start
-  // with `prefix`, in key order. *examined counts rows looked at (expired
-  // ones included) and *last the last key looked at, for cursors.
-  Status ScanKeys(std::string_view after, std::string_view prefix, size_t limit, int64_t now_ms,
-                  std::vector<std::string>* keys, std::string* last, size_t* examined);
-  Result<int64_t> CountLive(int64_t now_ms);
   Result<bool> HasExpired(int64_t now_ms);
 
-  // A consistent read-only view of committed state (Commit() first) for
-  // streaming export: rows in key order, optionally under a prefix.
+  // A consistent read-only view of committed state.db through a connection
+  // of its own (a WAL read transaction): range reads (SCAN, KEYS, DBSIZE,
+  // export) run here, so they neither wait for nor hold up the applying
+  // connection. It sees only what a generation commit put in state.db:
+  // callers first wait until committed_index() covers what they must see.
+  // Usable from one thread at a time, without the store mutex.
   class Snapshot {
    public:
     ~Snapshot();
+    // Moves the view to the newest committed state (starts a read
+    // transaction). Release() ends it, so that a view kept between reads
+    // does not hold old WAL pages from being checkpointed.
+    Status Refresh();
+    void Release();
+    // Up to `limit` live keys > `after` (or >= when after is empty) that
+    // start with `prefix`, in key order. *examined counts rows looked at
+    // (expired ones included; limit + 1 once past the prefix: the scan is
+    // complete) and *last the last key looked at, for cursors.
+    Status ScanKeys(std::string_view after, std::string_view prefix, size_t limit, int64_t now_ms,
+                    std::vector<std::string>* keys, std::string* last, size_t* examined);
+    // Keys with no expiry or one after now_ms.
+    Result<int64_t> CountLive(int64_t now_ms);
     struct Row {
       std::string key, value;
       int64_t expires_at = 0;
     };
-    // Examines up to `count` rows and appends the live ones (expired rows are
+    // Export: examines up to `count` rows under the prefix given at open, after
+    // those returned before, and appends the live ones (expired rows are
     // skipped, so a call may append none before the end); done() at the end.
     Status Next(size_t count, int64_t now_ms, std::vector<Row>* rows);
     bool done() const { return done_; }
@@ -171,7 +185,10 @@ class KvStore {
    private:
     friend class KvStore;
     sqlite3* db_ = nullptr;
-    sqlite3_stmt* stmt_ = nullptr;
+    Status Begin();
+    sqlite3_stmt* stmt_ = nullptr;   // export rows
+    sqlite3_stmt* scan_ = nullptr;   // ScanKeys
+    sqlite3_stmt* count_ = nullptr;  // CountLive
     std::string prefix_, last_;
     bool started_ = false, done_ = false;
   };
@@ -247,8 +264,6 @@ class KvStore {
   sqlite3_stmt* upsert_ = nullptr;
   sqlite3_stmt* del_plain_ = nullptr;
   sqlite3_stmt* sweep_ = nullptr;
-  sqlite3_stmt* scan_ = nullptr;
-  sqlite3_stmt* count_ = nullptr;
   sqlite3_stmt* has_expired_ = nullptr;
   sqlite3_stmt* set_applied_ = nullptr;
   sqlite3_stmt* put_meta_ = nullptr;

@@ -45,6 +45,26 @@ class KvStoreTest : public ::testing::Test {
     return (*r)->value;
   }
 
+  // Range reads run on committed state (the daemon waits for a commit
+  // first): commit, then read through a fresh snapshot.
+  int64_t Count(int64_t now) {
+    EXPECT_TRUE(store_->Commit().ok());
+    auto snap = store_->OpenSnapshot("");
+    EXPECT_TRUE(snap.ok());
+    auto n = (*snap)->CountLive(now);
+    EXPECT_TRUE(n.ok()) << n.status().ToString();
+    return n.ok() ? *n : -1;
+  }
+  std::vector<std::string> Scan(std::string_view after, std::string_view prefix, size_t limit,
+                                int64_t now, std::string* last, size_t* examined) {
+    EXPECT_TRUE(store_->Commit().ok());
+    auto snap = store_->OpenSnapshot("");
+    EXPECT_TRUE(snap.ok());
+    std::vector<std::string> keys;
+    EXPECT_TRUE((*snap)->ScanKeys(after, prefix, limit, now, &keys, last, examined).ok());
+    return keys;
+  }
+
   std::string dir_;
   std::unique_ptr<KvStore> store_;
   uint64_t index_ = 0;
@@ -130,7 +150,7 @@ TEST_F(KvStoreTest, SweepDeletesExpiredKeysBoundedly) {
   EXPECT_EQ(Do(Op::kSweep, {}, 4, 0, 2000).n, 4);
   EXPECT_EQ(Do(Op::kSweep, {}, 100, 0, 2000).n, 6);
   EXPECT_FALSE(*store_->HasExpired(2000));
-  EXPECT_EQ(*store_->CountLive(2000), 1);
+  EXPECT_EQ(Count(2000), 1);
 }
 
 TEST_F(KvStoreTest, AppliedIndexSurvivesOnlyWhenCommitted) {
@@ -240,38 +260,60 @@ TEST_F(KvStoreTest, MetaIsBufferedWithItsGeneration) {
   EXPECT_EQ(**KvStore::ReadMetaOf(db, "raft.test"), "two");
 }
 
-// Range reads and SQL-level operations write the whole buffer first.
+// SQL-level operations write the whole buffer first.
 TEST_F(KvStoreTest, RangeOperationsSeeTheBuffer) {
   Do(Op::kSet, {"u:1", "x"});
   ASSERT_TRUE(store_->Commit().ok());
   Do(Op::kSet, {"u:2", "x"});
   Do(Op::kDel, {"u:1"});
-  EXPECT_EQ(*store_->CountLive(1000), 1);
-  std::vector<std::string> keys;
-  std::string last;
-  size_t examined = 0;
-  ASSERT_TRUE(store_->ScanKeys("", "u:", 10, 1000, &keys, &last, &examined).ok());
-  EXPECT_EQ(keys, (std::vector<std::string>{"u:2"}));
   Do(Op::kSet, {"u:3", "x"});
   EXPECT_EQ(Do(Op::kFlushAll, {}).kind, ApplyResult::Kind::kOk);
   EXPECT_EQ(Value("u:3"), std::nullopt);
-  EXPECT_EQ(*store_->CountLive(1000), 0);
+  EXPECT_EQ(Value("u:2"), std::nullopt);
+  EXPECT_EQ(Count(1000), 0);
   Do(Op::kSet, {"t", "x"}, 1500);                   // expires at 1500
   EXPECT_EQ(Do(Op::kSweep, {}, 10, 0, 2000).n, 1);  // the buffered row was written, then swept
-  EXPECT_EQ(*store_->CountLive(0), 0);
+  EXPECT_EQ(Count(0), 0);
+}
+
+// A snapshot sees committed generations only: never the buffer, never a
+// generation half written into the open transaction; Refresh moves it on.
+TEST_F(KvStoreTest, SnapshotSeesOnlyCommittedGenerations) {
+  Do(Op::kSet, {"a", "x"});
+  Do(Op::kSet, {"b", "x"}, 1500);  // expires at 1500
+  ASSERT_TRUE(store_->Commit().ok());
+  auto snap = store_->OpenSnapshot("");
+  ASSERT_TRUE(snap.ok());
+  KvStore::Snapshot& s = **snap;
+  EXPECT_EQ(*s.CountLive(1000), 2);
+  EXPECT_EQ(*s.CountLive(1500), 1);  // expired rows are not counted
+  Do(Op::kSet, {"c", "x"});
+  Do(Op::kDel, {"a"});
+  EXPECT_FALSE(store_->FlushStep(1, true));  // half of the generation written
+  ASSERT_TRUE(s.Refresh().ok());
+  EXPECT_EQ(*s.CountLive(1000), 2);
+  std::vector<std::string> keys;
+  std::string last;
+  size_t examined = 0;
+  ASSERT_TRUE(s.ScanKeys("", "", 10, 1000, &keys, &last, &examined).ok());
+  EXPECT_EQ(keys, (std::vector<std::string>{"a", "b"}));
+  EXPECT_TRUE(store_->FlushStep(1, false));  // the generation commits
+  EXPECT_EQ(*s.CountLive(1000), 2);          // still the old read transaction
+  ASSERT_TRUE(s.Refresh().ok());
+  keys.clear();
+  ASSERT_TRUE(s.ScanKeys("", "", 10, 1000, &keys, &last, &examined).ok());
+  EXPECT_EQ(keys, (std::vector<std::string>{"b", "c"}));
+  EXPECT_EQ(*s.CountLive(1600), 1);
+  s.Release();
 }
 
 TEST_F(KvStoreTest, ScanWalksInKeyOrderWithPrefix) {
   for (const char* k : {"u:1", "u:2", "u:3", "v:1", "a"}) Do(Op::kSet, {k, "x"});
-  std::vector<std::string> keys;
   std::string last;
   size_t examined = 0;
-  ASSERT_TRUE(store_->ScanKeys("", "u:", 2, 1000, &keys, &last, &examined).ok());
-  EXPECT_EQ(keys, (std::vector<std::string>{"u:1", "u:2"}));
+  EXPECT_EQ(Scan("", "u:", 2, 1000, &last, &examined), (std::vector<std::string>{"u:1", "u:2"}));
   EXPECT_EQ(examined, 2u);
-  keys.clear();
-  ASSERT_TRUE(store_->ScanKeys(last, "u:", 2, 1000, &keys, &last, &examined).ok());
-  EXPECT_EQ(keys, (std::vector<std::string>{"u:3"}));
+  EXPECT_EQ(Scan(last, "u:", 2, 1000, &last, &examined), (std::vector<std::string>{"u:3"}));
   EXPECT_GT(examined, 2u);  // ran past the prefix: complete
 }
 

@@ -300,5 +300,97 @@ TEST(DurabilityTest, ConfigFileUsesTheFlagNames) {
   EXPECT_NE(bad.err.find("max-clients"), std::string::npos) << bad.err;
 }
 
+// Range reads (DBSIZE, SCAN, KEYS, INFO keyspace, EXPORT) read committed
+// state.db, never the write buffer: each must make the apply thread commit
+// what was applied before it arrived. With --apply-commit-ms at an hour
+// nothing else would commit, so a range read that did not force a commit
+// would hang (and a wrong one would miss buffered keys).
+TEST(DurabilityTest, RangeReadsCommitTheWriteBufferFirst) {
+  TempDir dir;
+  Flind::Options o;
+  o.data_dir = dir.path() + "/data";
+  o.tcp = false;
+  o.extra_args = {"--apply-commit-ms", "3600000"};
+  Flind flind(o);
+  std::string why;
+  ASSERT_TRUE(flind.Start(&why)) << why;
+  auto c = flind.Connect();
+  ASSERT_TRUE(c);
+  auto info_field = [&](const std::string& name) -> int64_t {
+    Reply r = Cmd(*c, {"INFO", "persistence"});
+    size_t at = r.str.find(name + ":");
+    if (at == std::string::npos) return -1;
+    return std::stoll(r.str.substr(at + name.size() + 1));
+  };
+
+  std::set<std::string> want;
+  for (int b = 0; b < 20; ++b) {
+    std::vector<std::string> args = {"MSET"};
+    for (int i = 0; i < 250; ++i) {
+      std::string k = "r:" + std::to_string(b * 250 + i);
+      args.push_back(k);
+      args.push_back("v");
+      want.insert(k);
+    }
+    std::vector<std::string_view> views(args.begin(), args.end());
+    ASSERT_EQ(Cmd(*c, views).str, "OK");
+  }
+  ASSERT_EQ(Cmd(*c, {"DEL", "r:0", "r:1"}).integer, 2);
+  want.erase("r:0");
+  want.erase("r:1");
+  ASSERT_EQ(Cmd(*c, {"SET", "r:gone", "v", "PX", "1"}).str, "OK");  // expires at once
+  for (int64_t until = MonoMillis() + 30000; !Cmd(*c, {"GET", "r:gone"}).is_nil();) {
+    ASSERT_LT(MonoMillis(), until) << "r:gone did not expire";
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  // Everything so far lives in the write buffer only.
+  int64_t applied = info_field("applied_index");
+  ASSERT_GT(applied, 0);
+  ASSERT_LT(info_field("state_db_committed_index"), applied);
+
+  EXPECT_EQ(Cmd(*c, {"DBSIZE"}).integer, static_cast<int64_t>(want.size()));
+  EXPECT_GE(info_field("state_db_committed_index"), applied);
+
+  // A write pipelined ahead of a range read on the same connection is in it.
+  auto piped = c->Pipeline({{"SET", "r:piped", "v"}, {"DBSIZE"}, {"KEYS", "r:pipe*"}});
+  ASSERT_TRUE(piped.ok());
+  want.insert("r:piped");
+  EXPECT_EQ((*piped)[1].integer, static_cast<int64_t>(want.size()));
+  ASSERT_EQ((*piped)[2].elements.size(), 1u);
+  EXPECT_EQ((*piped)[2].elements[0].str, "r:piped");
+
+  ASSERT_EQ(Cmd(*c, {"SET", "r:late", "v"}).str, "OK");
+  want.insert("r:late");
+  std::set<std::string> scanned;
+  std::string cursor = "0";
+  do {
+    Reply r = Cmd(*c, {"SCAN", cursor, "COUNT", "300"});
+    ASSERT_EQ(r.elements.size(), 2u) << client::DebugString(r);
+    cursor = r.elements[0].str;
+    for (const auto& k : r.elements[1].elements) scanned.insert(k.str);
+  } while (cursor != "0");
+  EXPECT_EQ(scanned, want);
+  EXPECT_EQ(Cmd(*c, {"KEYS", "*"}).elements.size(), want.size());
+
+  ASSERT_EQ(Cmd(*c, {"SET", "r:last", "v"}).str, "OK");
+  want.insert("r:last");
+  Reply info = Cmd(*c, {"INFO", "keyspace"});
+  EXPECT_NE(info.str.find("db0:keys=" + std::to_string(want.size()) + ","), std::string::npos)
+      << info.str;
+
+  ASSERT_EQ(Cmd(*c, {"SET", "r:exported", "v"}).str, "OK");
+  want.insert("r:exported");
+  Reply id = Cmd(*c, {"EXPORT.BEGIN", "r:"});
+  ASSERT_EQ(id.type, Reply::Type::kBulk) << client::DebugString(id);
+  std::set<std::string> exported;
+  for (;;) {
+    Reply rows = Cmd(*c, {"EXPORT.NEXT", id.str, "1000"});
+    ASSERT_EQ(rows.type, Reply::Type::kArray) << client::DebugString(rows);
+    if (rows.elements.empty()) break;
+    for (const auto& row : rows.elements) exported.insert(row.elements[0].str);
+  }
+  EXPECT_EQ(exported, want);
+}
+
 }  // namespace
 }  // namespace flin::test
