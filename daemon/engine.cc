@@ -4,8 +4,6 @@
 
 #include <asio/post.hpp>
 
-#include "base/log.h"
-
 namespace flin::daemon {
 
 namespace {
