@@ -1373,6 +1373,7 @@ void ClusterNode::InstallSnapshot(const raft::SnapshotMeta& meta) {
     // the apply thread) would otherwise keep the old inode and, on close,
     // delete the new database's WAL by name.
     std::lock_guard<std::mutex> ckpt_lock(checkpoint_mu_);
+    std::lock_guard<std::mutex> sort_lock(sort_mu_);  // RestoreFrom drops the write buffer
     std::lock_guard<std::mutex> lock(store_mu_);
     Status s = store_->RestoreFrom(path);
     FLIN_CHECK(s.ok()) << "cannot install snapshot " << path << ": " << s.ToString();
@@ -1648,6 +1649,7 @@ void ClusterNode::ApplyLoop() {
       busy = flush.Busy(*store_, commit_wanted());
     }
     if (exit) break;
+    SortFrozenOutsideLock();
     MaybeSnapshot(snapshot_requested_.exchange(false));
   }
 }

@@ -21,12 +21,20 @@ bool FlushPolicy::Step(store::KvStore& st, bool idle, bool wanted) {
   bool committed = false;
   do {
     committed |= st.FlushStep(kSliceRows, start);
-  } while (st.buffered_bytes() >= buffer_bytes_ && (st.flushing() || st.uncommitted_entries() > 0));
+  } while (st.buffered_bytes() >= buffer_bytes_ &&
+           (st.flushing() || st.uncommitted_entries() > 0) && !st.sort_pending());
   if (committed) last_commit_ = now;
   return committed;
 }
 
 void Engine::Post(std::function<void()> f) { asio::post(io_, std::move(f)); }
+
+void Engine::SortFrozenOutsideLock() {
+  std::lock_guard<std::mutex> lock(sort_mu_);
+  // sort_pending() reads what only this thread (and sort_mu_ holders)
+  // change.
+  if (store_->sort_pending()) store_->SortFrozen();
+}
 
 Engine::~Engine() {
   {

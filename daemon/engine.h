@@ -46,6 +46,7 @@ class FlushPolicy {
   // and a slice is written on every turn until it is. Returns true when a
   // generation committed.
   bool Step(store::KvStore& st, bool idle, bool wanted);
+
   // Whether the store has flushing to do right away (the apply loop then
   // polls for batches instead of sleeping).
   bool Busy(const store::KvStore& st, bool wanted) const {
@@ -182,6 +183,14 @@ class Engine {
   std::atomic<bool> commit_wake_{false};
   // Wakes the apply loop (after commit_wake_ was set).
   virtual void WakeApply() = 0;
+  // Apply thread, after FlushPolicy::Step, WITHOUT the store mutex: sorts a
+  // generation Step just froze (KvStore::SortFrozen; hundreds of ms for a
+  // million rows) so that the sort holds up no reader.
+  void SortFrozenOutsideLock();
+  // Held while SortFrozenOutsideLock sorts. A thread other than the apply
+  // thread that changes the store's write buffer (a snapshot install) takes
+  // it before store_mu_.
+  std::mutex sort_mu_;
   // Runs f on the io thread.
   void Post(std::function<void()> f);
   // The log's and the store's part of Stats() (takes the store mutex).

@@ -214,6 +214,7 @@ void Node::ApplyLoop() {
     // copied into state.db.
     if (committed && !exit) MaybeCompact(committed_index);
     if (exit) break;
+    SortFrozenOutsideLock();
   }
 }
 

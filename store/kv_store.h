@@ -81,6 +81,16 @@ class KvStore {
   // of it to SQLite; once all of it is in, commits. Returns true when this
   // call committed (committed_index() moved).
   bool FlushStep(size_t max_rows, bool start);
+  // A generation of kSortAsideRows or more is frozen by one FlushStep and
+  // written from the next; in between the caller may sort its keys with
+  // SortFrozen (hundreds of ms for a million rows) WITHOUT the store mutex,
+  // so readers keep going. This is the one call exempt from the mutex, and
+  // only for the thread that calls FlushStep: a frozen generation is never
+  // changed (no Put until it is cleared) and readers only look rows up in
+  // it, which sorting does not touch. Without it, the next FlushStep sorts.
+  void SortFrozen();
+  bool sort_pending() const { return draining_on_ && !draining_.rows.sorted(); }
+  static constexpr size_t kSortAsideRows = 16384;
 
   // Applies the command of entry `index` (> applied_index()). Results that are
   // client errors (e.g. IMPORT.ADD to an unknown import) change nothing.

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <thread>
 
 namespace flin::store {
 namespace {
@@ -305,6 +306,37 @@ TEST_F(KvStoreTest, SnapshotSeesOnlyCommittedGenerations) {
   EXPECT_EQ(keys, (std::vector<std::string>{"b", "c"}));
   EXPECT_EQ(*s.CountLive(1600), 1);
   s.Release();
+}
+
+// A large frozen generation is sorted by SortFrozen, which the apply thread
+// runs without the store mutex: lookups in the generation go on meanwhile.
+TEST_F(KvStoreTest, LargeGenerationIsSortedAsideWhileReadersLookUp) {
+  const int n = static_cast<int>(KvStore::kSortAsideRows) + 1000;
+  std::vector<std::string> keys;
+  for (int i = 0; i < n; ++i) keys.push_back("s:" + std::to_string((i * 7919) % n));
+  for (int i = 0; i < n; i += 100) {
+    std::vector<std::string_view> args;
+    for (int j = i; j < std::min(n, i + 100); ++j) {
+      args.push_back(keys[j]);
+      args.push_back(keys[j]);
+    }
+    Do(Op::kMSet, args);
+  }
+  EXPECT_FALSE(store_->FlushStep(256, true));  // froze it, wrote nothing
+  ASSERT_TRUE(store_->sort_pending());
+  std::thread sorter([&] { store_->SortFrozen(); });
+  for (int i = 0; i < n; i += 97) EXPECT_EQ(Value(keys[i]), keys[i]);
+  sorter.join();
+  EXPECT_FALSE(store_->sort_pending());
+  while (!store_->FlushStep(4096, false)) {
+  }
+  EXPECT_EQ(store_->committed_index(), store_->applied_index());
+  EXPECT_EQ(Count(1000), n);
+  std::string last;
+  size_t examined = 0;
+  auto first = Scan("", "s:", 3, 1000, &last, &examined);
+  EXPECT_EQ(first, (std::vector<std::string>{"s:0", "s:1", "s:10"}));
+  for (int i = 0; i < n; i += 101) EXPECT_EQ(Value(keys[i]), keys[i]);
 }
 
 TEST_F(KvStoreTest, ScanWalksInKeyOrderWithPrefix) {

@@ -103,7 +103,7 @@ void RowSet::Prefetch(const std::vector<std::string_view>& keys, size_t first,
   }
 }
 
-bool RowSet::NextInOrder(size_t max_rows, std::vector<Row>* out) {
+void RowSet::Sort() {
   if (order_.empty() && count_ > 0 && next_ == 0) {
     // Sorting pointers compares keys through a cache miss each time (about
     // a second for 1.5 M rows, all of it stalling applies and readers).
@@ -132,9 +132,15 @@ bool RowSet::NextInOrder(size_t max_rows, std::vector<Row>* out) {
       if (a.lo != b.lo) return a.lo < b.lo;
       return a.rec->key() < b.rec->key();
     });
-    order_.reserve(count_);
-    for (const Item& it : items) order_.push_back(it.rec);
+    std::vector<const Record*> order;
+    order.reserve(count_);
+    for (const Item& it : items) order.push_back(it.rec);
+    order_ = std::move(order);
   }
+}
+
+bool RowSet::NextInOrder(size_t max_rows, std::vector<Row>* out) {
+  Sort();
   for (size_t n = 0; n < max_rows && next_ < order_.size(); ++n)
     out->push_back(ToRow(order_[next_++]));
   return next_ < order_.size();

@@ -52,10 +52,13 @@ class RowSet {
   // Memory held: arena chunks plus the table.
   size_t bytes() const { return arena_bytes_ + slots_.size() * sizeof(Slot); }
 
-  // Key-ordered reading for the flush: the first call sorts the distinct
-  // keys; each call appends up to `max_rows` rows to *out and returns
-  // false once every row has been handed out. No Put() may happen between
-  // the first call and Clear().
+  // Key-ordered reading for the flush: Sort() (or the first NextInOrder)
+  // sorts the distinct keys; each NextInOrder call appends up to `max_rows`
+  // rows to *out and returns false once every row has been handed out. No
+  // Put() may happen between the sort and Clear(). Sort() reads the rows and
+  // writes only the order, so Find() calls may run alongside it.
+  void Sort();
+  bool sorted() const { return count_ == 0 || !order_.empty(); }
   bool NextInOrder(size_t max_rows, std::vector<Row>* out);
   // Rows not yet handed out by NextInOrder.
   size_t unread() const { return count_ - next_; }
