@@ -1373,7 +1373,9 @@ void ClusterNode::InstallSnapshot(const raft::SnapshotMeta& meta) {
     // the apply thread) would otherwise keep the old inode and, on close,
     // delete the new database's WAL by name.
     std::lock_guard<std::mutex> ckpt_lock(checkpoint_mu_);
-    std::lock_guard<std::mutex> sort_lock(sort_mu_);  // RestoreFrom drops the write buffer
+    // The apply thread may be writing to the main connection without the
+    // store mutex; RestoreFrom uses that connection and drops the buffer.
+    std::lock_guard<std::mutex> flush_lock(flush_mu_);
     std::lock_guard<std::mutex> lock(store_mu_);
     Status s = store_->RestoreFrom(path);
     FLIN_CHECK(s.ok()) << "cannot install snapshot " << path << ": " << s.ToString();
@@ -1640,16 +1642,9 @@ void ClusterNode::ApplyLoop() {
     }
     bool idle = items.empty();  // as in Node::ApplyLoop
     if (!idle) ApplyItems(items);
-    {
-      // Routine checkpoints run on the store's own checkpointer thread.
-      std::lock_guard<std::mutex> lock(store_mu_);
-      // On exit the write buffer is left to the log (see ~KvStore).
-      if (!exit) flush.Step(*store_, idle, commit_wanted());
-      SettleCommitWaiters(exit);
-      busy = flush.Busy(*store_, commit_wanted());
-    }
+    // Routine checkpoints run on the store's own checkpointer thread.
+    busy = FlushTurn(flush, idle, exit).busy;
     if (exit) break;
-    SortFrozenOutsideLock();
     MaybeSnapshot(snapshot_requested_.exchange(false));
   }
 }

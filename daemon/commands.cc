@@ -556,12 +556,11 @@ void Commands::ConfigGet(Session& s, const Args& a) {
 // ---- keys ----
 
 void Commands::Get(Session& s, const Args& a) {
-  auto r =
-      server_.engine().WithStore([&](store::KvStore& st) { return st.Get(a[1], WallMillis()); });
+  auto r = server_.engine().ReadKeys({a[1]}, /*want_values=*/true, WallMillis());
   auto w = s.Reply();
   if (!r.ok()) return w.Error("ERR " + r.status().message());
-  if (!r->has_value()) return w.Nil();
-  w.Bulk((*r)->value);
+  if (!(*r)[0]) return w.Nil();
+  w.Bulk((*r)[0]->value);
 }
 
 void Commands::Set(Session& s, const Args& a) {
@@ -584,25 +583,18 @@ void Commands::MGet(Session& s, const Args& a) {
   std::string out;
   net::ReplyWriter w(&out);
   w.ArrayHeader(a.size() - 1);
-  Status st = server_.engine().WithStore([&](store::KvStore& kv) {
-    int64_t now = WallMillis();
-    for (size_t i = 1; i < a.size(); ++i) {
-      auto r = kv.Get(a[i], now);
-      if (!r.ok()) return r.status();
-      if (r->has_value())
-        w.Bulk((*r)->value);
-      else
-        w.Nil();
-      if (out.size() > limit) {
-        return Status::Limit("ERR MGET reply exceeds client-output-buffer-limit (" +
+  auto r = server_.engine().ReadKeys(std::vector<std::string_view>(a.begin() + 1, a.end()),
+                                     /*want_values=*/true, WallMillis());
+  if (!r.ok()) return s.Reply().Error("ERR " + r.status().message());
+  for (const auto& item : *r) {
+    if (item)
+      w.Bulk(item->value);
+    else
+      w.Nil();
+    if (out.size() > limit) {
+      return s.Reply().Error("ERR MGET reply exceeds client-output-buffer-limit (" +
                              std::to_string(limit) + " bytes); ask for fewer keys");
-      }
     }
-    return Status::Ok();
-  });
-  if (!st.ok()) {
-    return s.Reply().Error(st.code() == Status::Code::kLimit ? st.message()
-                                                             : "ERR " + st.message());
   }
   s.Reply().out()->append(out);
 }
@@ -657,17 +649,12 @@ void Commands::Del(Session& s, const Args& a) {
 }
 
 void Commands::Exists(Session& s, const Args& a) {
-  auto r = server_.engine().WithStore([&](store::KvStore& kv) -> Result<int64_t> {
-    int64_t now = WallMillis(), n = 0;
-    for (size_t i = 1; i < a.size(); ++i) {
-      auto e = kv.Exists(a[i], now);
-      if (!e.ok()) return e.status();
-      n += *e ? 1 : 0;
-    }
-    return n;
-  });
+  auto r = server_.engine().ReadKeys(std::vector<std::string_view>(a.begin() + 1, a.end()),
+                                     /*want_values=*/false, WallMillis());
   if (!r.ok()) return s.Reply().Error("ERR " + r.status().message());
-  s.Reply().Integer(*r);
+  int64_t n = 0;
+  for (const auto& item : *r) n += item ? 1 : 0;
+  s.Reply().Integer(n);
 }
 
 void Commands::Expire(Session& s, const Args& a) {
@@ -717,11 +704,11 @@ void Commands::Ttl(Session& s, const Args& a) {
   bool ms = name[0] == 'p';
   bool absolute = name.ends_with("expiretime");
   int64_t now = WallMillis();
-  auto r = server_.engine().WithStore([&](store::KvStore& kv) { return kv.ExpiresAt(a[1], now); });
+  auto r = server_.engine().ReadKeys({a[1]}, /*want_values=*/false, now);
   auto w = s.Reply();
   if (!r.ok()) return w.Error("ERR " + r.status().message());
-  if (!r->has_value()) return w.Integer(-2);
-  int64_t exp = **r;
+  if (!(*r)[0]) return w.Integer(-2);
+  int64_t exp = (*r)[0]->expires_at;
   if (exp == 0) return w.Integer(-1);
   if (absolute) return w.Integer(ms ? exp : exp / 1000);
   int64_t left = std::max<int64_t>(exp - now, 0);
@@ -736,10 +723,9 @@ void Commands::Persist(Session& s, const Args& a) {
 }
 
 void Commands::Type(Session& s, const Args& a) {
-  auto r =
-      server_.engine().WithStore([&](store::KvStore& kv) { return kv.Exists(a[1], WallMillis()); });
+  auto r = server_.engine().ReadKeys({a[1]}, /*want_values=*/false, WallMillis());
   if (!r.ok()) return s.Reply().Error("ERR " + r.status().message());
-  s.Reply().Status(*r ? "string" : "none");
+  s.Reply().Status((*r)[0] ? "string" : "none");
 }
 
 // SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]. Cursors are opaque

@@ -2,7 +2,7 @@
 // is data in net/command_spec; this file binds each entry to a handler.
 // Handlers validate everything before proposing, so a rejected command
 // writes nothing. Writes become store::Command entries proposed to the Node;
-// point reads go to the store under its mutex; range reads (SCAN, KEYS,
+// point reads through Engine::ReadKeys; range reads (SCAN, KEYS,
 // DBSIZE, INFO keyspace, export) to committed state.db on the reader thread
 // (Engine::ReadCommitted). Handlers format replies only
 // through net::ReplyWriter (one reply layer).

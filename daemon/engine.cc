@@ -12,28 +12,76 @@ constexpr const char* kNotClustered =
     "--initial-cluster)";
 }  // namespace
 
-bool FlushPolicy::Step(store::KvStore& st, bool idle, bool wanted) {
-  auto now = std::chrono::steady_clock::now();
-  bool over = st.buffered_bytes() >= buffer_bytes_;
+bool FlushPolicy::Plan(store::KvStore& st, bool idle, bool wanted) {
+  bool over = Over(st);
   if (!idle && !over && !wanted) return false;
-  bool start = over || wanted || now - last_commit_ >= commit_every_ ||
+  if (st.flushing()) return true;
+  bool start = over || wanted || std::chrono::steady_clock::now() - last_commit_ >= commit_every_ ||
                st.buffered_bytes() >= buffer_bytes_ / 4;
-  bool committed = false;
-  do {
-    committed |= st.FlushStep(kSliceRows, start);
-  } while (st.buffered_bytes() >= buffer_bytes_ &&
-           (st.flushing() || st.uncommitted_entries() > 0) && !st.sort_pending());
-  if (committed) last_commit_ = now;
-  return committed;
+  return start && st.Freeze();
 }
 
 void Engine::Post(std::function<void()> f) { asio::post(io_, std::move(f)); }
 
-void Engine::SortFrozenOutsideLock() {
-  std::lock_guard<std::mutex> lock(sort_mu_);
-  // sort_pending() reads what only this thread (and sort_mu_ holders)
-  // change.
-  if (store_->sort_pending()) store_->SortFrozen();
+Engine::FlushTurnResult Engine::FlushTurn(FlushPolicy& policy, bool idle, bool exit) {
+  FlushTurnResult r;
+  // Held for the whole turn: a snapshot install (another thread) cannot
+  // drop the generation between the phases.
+  std::lock_guard<std::mutex> flush_lock(flush_mu_);
+  bool work = false;
+  {
+    std::lock_guard<std::mutex> lock(store_mu_);
+    // On exit the write buffer is left to the log (see ~KvStore).
+    if (!exit) work = policy.Plan(*store_, idle, commit_wanted());
+  }
+  bool written = false;
+  if (work) {
+    store_->SortFrozen();
+    do {
+      written = store_->WriteSlice(FlushPolicy::kSliceRows);
+    } while (!written && policy.Over(*store_));
+    if (written) store_->CommitFrozen();
+  }
+  std::lock_guard<std::mutex> lock(store_mu_);
+  if (written) {
+    store_->FinishFrozen();
+    policy.Committed();
+    r.committed = true;
+  }
+  SettleCommitWaiters(exit);
+  r.busy = !exit && policy.Busy(*store_, commit_wanted());
+  r.committed_index = store_->committed_index();
+  return r;
+}
+
+Status Engine::OpenIoReader() {
+  if (io_reader_) return Status::Ok();
+  auto r = WithStore([](store::KvStore& kv) { return kv.OpenReader(); });
+  if (!r.ok()) return r.status();
+  io_reader_ = std::move(r).value();
+  return Status::Ok();
+}
+
+Result<std::vector<std::optional<store::KvStore::Item>>> Engine::ReadKeys(
+    const std::vector<std::string_view>& keys, bool want_values, int64_t now_ms) {
+  FLIN_RETURN_IF_ERROR(OpenIoReader());
+  store::KvStore::PointRead read;
+  {
+    std::lock_guard<std::mutex> lock(store_mu_);
+    FLIN_RETURN_IF_ERROR(store_->PinRead(*io_reader_, keys, now_ms, want_values, &read));
+  }
+  FLIN_RETURN_IF_ERROR(store::KvStore::FinishRead(*io_reader_, keys, now_ms, want_values, &read));
+  return std::move(read.items);
+}
+
+Result<bool> Engine::HasExpired(int64_t now_ms) {
+  if (WithStore([&](store::KvStore& kv) { return kv.buffered_min_expiry() <= now_ms; })) {
+    return true;
+  }
+  FLIN_RETURN_IF_ERROR(OpenIoReader());
+  // May say yes for a row the buffer has since replaced: the sweep that
+  // follows then finds nothing (and commits, so it is not asked again).
+  return store::KvStore::CommittedHasExpired(*io_reader_, now_ms);
 }
 
 Engine::~Engine() {

@@ -8,7 +8,9 @@
 //
 // Callbacks (Done, StatusDone, ...) always run on the io_context the engine
 // was opened with (flind's io thread), never inline inside the call.
-// Reads take the store mutex via WithStore().
+// Point reads go through ReadKeys (the store mutex only for the write-buffer
+// lookup), range reads through ReadCommitted (committed state.db, on the
+// reader thread).
 #pragma once
 
 #include <asio/io_context.hpp>
@@ -32,25 +34,27 @@
 namespace flin::daemon {
 
 // When the apply thread writes the store's write buffer to SQLite
-// (KvStore::FlushStep). Acknowledgements come first: a slice is written only
-// when no applied batch is waiting, or when the buffer is over its bound
-// (then applies wait: the bound holds). A new generation starts every
-// commit interval, or early once the buffer holds a quarter of its bound.
+// (Engine::FlushTurn). Acknowledgements come first: a slice is written only
+// on a turn that applied nothing, when a range read waits for a commit, or
+// while the buffer is over its bound (then applies wait: the bound holds). A
+// new generation starts every commit interval, or early once the buffer
+// holds a quarter of its bound, or at once for a waiting range read.
 class FlushPolicy {
  public:
   FlushPolicy(int64_t commit_ms, size_t buffer_bytes)
       : commit_every_(commit_ms), buffer_bytes_(buffer_bytes) {}
-  // Call under the store mutex after each turn of the apply loop; `idle`:
-  // the turn applied nothing; `wanted`: a range read waits for everything
-  // applied to be committed (Engine::WhenCommitted), so a generation starts
-  // and a slice is written on every turn until it is. Returns true when a
-  // generation committed.
-  bool Step(store::KvStore& st, bool idle, bool wanted);
-
+  // Under the store mutex: whether this turn writes; freezes a generation
+  // when one should start. `idle`: the turn applied nothing; `wanted`: a
+  // range read waits for everything applied to be committed.
+  bool Plan(store::KvStore& st, bool idle, bool wanted);
+  // Whether to write another slice in this turn (the buffer is over its
+  // bound). Apply thread; reads only what that thread changes.
+  bool Over(const store::KvStore& st) const { return st.buffered_bytes() >= buffer_bytes_; }
+  void Committed() { last_commit_ = std::chrono::steady_clock::now(); }
   // Whether the store has flushing to do right away (the apply loop then
   // polls for batches instead of sleeping).
   bool Busy(const store::KvStore& st, bool wanted) const {
-    return wanted || st.flushing() || st.buffered_bytes() >= buffer_bytes_;
+    return wanted || st.flushing() || Over(st);
   }
   std::chrono::milliseconds commit_every() const { return commit_every_; }
 
@@ -147,12 +151,24 @@ class Engine {
   // state.db. Idempotent.
   virtual void Stop() = 0;
 
-  // Runs f(store) under the store mutex: reads see every applied entry.
+  // Runs f(store) under the store mutex. Not for reads of rows (the main
+  // SQLite connection belongs to the apply thread): use ReadKeys or
+  // ReadCommitted.
   template <typename F>
   auto WithStore(F&& f) {
     std::lock_guard<std::mutex> lock(store_mu_);
     return f(*store_);
   }
+
+  // Point reads (GET, MGET, EXISTS, TTL, ...; io thread only): each key's
+  // live value (when want_values) and expiry, or nullopt, as one state
+  // across keys. The store mutex is held only to look in the write buffer;
+  // SQLite lookups run on the io thread's own connection
+  // (KvStore::PinRead/FinishRead).
+  Result<std::vector<std::optional<store::KvStore::Item>>> ReadKeys(
+      const std::vector<std::string_view>& keys, bool want_values, int64_t now_ms);
+  // Whether some key has expired and awaits a sweep (io thread only).
+  Result<bool> HasExpired(int64_t now_ms);
 
   // Range reads (DBSIZE, SCAN, KEYS, INFO keyspace, export) read committed
   // state.db through a connection of their own (KvStore::Snapshot) instead
@@ -174,7 +190,7 @@ class Engine {
   // Apply thread, under the store mutex. Whether a WhenCommitted caller
   // waits (FlushPolicy::Step's `wanted`).
   bool commit_wanted() const { return !commit_waiters_.empty(); }
-  // Apply thread, under the store mutex, after FlushPolicy::Step: hands
+  // Apply thread, under the store mutex, after each flush turn: hands
   // the callers whose point state.db now covers to the io thread; with
   // `stopping`, fails the rest (and later calls fail at once).
   void SettleCommitWaiters(bool stopping);
@@ -183,14 +199,21 @@ class Engine {
   std::atomic<bool> commit_wake_{false};
   // Wakes the apply loop (after commit_wake_ was set).
   virtual void WakeApply() = 0;
-  // Apply thread, after FlushPolicy::Step, WITHOUT the store mutex: sorts a
-  // generation Step just froze (KvStore::SortFrozen; hundreds of ms for a
-  // million rows) so that the sort holds up no reader.
-  void SortFrozenOutsideLock();
-  // Held while SortFrozenOutsideLock sorts. A thread other than the apply
-  // thread that changes the store's write buffer (a snapshot install) takes
-  // it before store_mu_.
-  std::mutex sort_mu_;
+  // One turn of background flushing (apply thread; see FlushPolicy). The
+  // SQLite work (sort, slices, commit) runs WITHOUT the store mutex, so
+  // neither readers nor the io thread wait for it; only freezing and
+  // finishing a generation take it. On `exit`, fails waiting range reads
+  // instead. Also settles WhenCommitted callers.
+  struct FlushTurnResult {
+    bool committed = false;
+    bool busy = false;  // more flushing to do: poll instead of sleeping
+    uint64_t committed_index = 0;
+  };
+  FlushTurnResult FlushTurn(FlushPolicy& policy, bool idle, bool exit);
+  // Held by the apply thread while it works on SQLite without the store
+  // mutex. Another thread that must use the store's main connection or
+  // change its write buffer (a snapshot install) takes it before store_mu_.
+  std::mutex flush_mu_;
   // Runs f on the io thread.
   void Post(std::function<void()> f);
   // The log's and the store's part of Stats() (takes the store mutex).
@@ -208,6 +231,9 @@ class Engine {
   };
   std::vector<CommitWaiter> commit_waiters_;  // GUARDED_BY(store_mu_)
   bool apply_stopped_ = false;                // GUARDED_BY(store_mu_)
+
+  Status OpenIoReader();
+  std::unique_ptr<store::KvStore::Reader> io_reader_;  // io thread only
 
   // The reader thread (started by the first ReadCommitted) and its view.
   std::mutex reader_mu_;

@@ -69,7 +69,7 @@ asio::awaitable<void> ExpirySweeper(Engine& node, asio::io_context& io, bool* st
     co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (*stopping) break;
     if (!node.ShouldSweep()) continue;
-    auto has = node.WithStore([](store::KvStore& kv) { return kv.HasExpired(WallMillis()); });
+    auto has = node.HasExpired(WallMillis());
     if (!has.ok() || !*has) continue;
     store::Command cmd;
     cmd.op = store::Op::kSweep;

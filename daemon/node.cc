@@ -200,21 +200,12 @@ void Node::ApplyLoop() {
     if (!idle) ApplyBatch(batch);
     // The log holds everything applied but not yet in state.db, so SQLite
     // work waits for idle moments and runs in big transactions.
-    bool committed = false;
-    uint64_t committed_index = 0;
-    {
-      std::lock_guard<std::mutex> lock(store_mu_);
-      // On exit the write buffer is left to the log (see ~KvStore).
-      if (!exit) committed = flush.Step(*store_, idle, commit_wanted());
-      SettleCommitWaiters(exit);
-      busy = flush.Busy(*store_, commit_wanted());
-      committed_index = store_->committed_index();
-    }
+    FlushTurnResult turn = FlushTurn(flush, idle, exit);
+    busy = turn.busy;
+    if (exit) break;
     // Outside the store mutex: readers keep going while WAL frames are
     // copied into state.db.
-    if (committed && !exit) MaybeCompact(committed_index);
-    if (exit) break;
-    SortFrozenOutsideLock();
+    if (turn.committed) MaybeCompact(turn.committed_index);
   }
 }
 

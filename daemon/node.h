@@ -10,7 +10,7 @@
 //
 // Threads: the log thread (append + fdatasync) and the apply thread (SQLite)
 // run inside the node; callbacks are posted to the io_context given at Open.
-// Propose() is thread-safe. Reads take the store mutex via WithStore().
+// Propose() is thread-safe. Reads: Engine::ReadKeys / ReadCommitted.
 #pragma once
 
 #include <asio/io_context.hpp>

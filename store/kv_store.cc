@@ -217,7 +217,9 @@ void KvStore::BeginIfNeeded() {
 Status KvStore::Commit() {
   DrainAll();
   if (!in_txn_ && applied_index_ == committed_index_) return Status::Ok();
-  return CommitTxn(applied_index_);
+  FLIN_RETURN_IF_ERROR(CommitTxn(applied_index_));
+  committed_index_ = applied_index_;
+  return Status::Ok();
 }
 
 // Ends the open transaction, recording that state.db now holds the state
@@ -232,7 +234,6 @@ Status KvStore::CommitTxn(uint64_t index) {
   sqlite3_reset(commit_);
   if (rc != SQLITE_DONE) return SqlError("COMMIT");
   in_txn_ = false;
-  committed_index_ = index;
   if (wal_frames_.load(std::memory_order_relaxed) >= kCheckpointFrames) {
     {
       std::lock_guard<std::mutex> lock(ckpt_mu_);
@@ -270,7 +271,6 @@ void KvStore::WriteMeta(Generation& g) {
     int rc = sqlite3_step(put_meta_);
     FLIN_CHECK(rc == SQLITE_DONE) << SqlError("store meta").ToString();
   }
-  g.meta.clear();
 }
 
 Result<std::optional<std::string>> KvStore::GetMeta(std::string_view name) {
@@ -532,39 +532,64 @@ void KvStore::DrainAll() {
     WriteRows(*g, SIZE_MAX);
     WriteMeta(*g);
     g->rows.Clear();
+    g->meta.clear();
   }
   draining_on_ = false;
+  draining_unwritten_.store(0, std::memory_order_relaxed);
   buffered_min_expiry_ = INT64_MAX;
 }
 
-bool KvStore::FlushStep(size_t max_rows, bool start) {
-  if (!draining_on_) {
-    if (!start || applied_index_ == committed_index_) return false;
-    std::swap(draining_, active_);  // draining_ was empty
-    draining_on_ = true;
-    draining_index_ = applied_index_;
-    if (draining_.rows.size() >= kSortAsideRows) return false;  // see SortFrozen
-  }
+bool KvStore::Freeze() {
+  if (draining_on_) return true;
+  if (applied_index_ == committed_index_) return false;
+  std::swap(draining_, active_);  // draining_ was empty
+  draining_on_ = true;
+  draining_index_ = applied_index_;
+  draining_unwritten_.store(draining_.rows.bytes(), std::memory_order_relaxed);
+  return true;
+}
+
+bool KvStore::WriteSlice(size_t max_rows) {
+  FLIN_CHECK(draining_on_) << "WriteSlice without a frozen generation";
   WriteRows(draining_, max_rows);
-  if (draining_.rows.unread() > 0) {
-    // Write this slice's dirty pages to the WAL now (uncommitted frames,
-    // invisible to readers). Otherwise they pile up in the page cache and
-    // the COMMIT writes all of them at once, holding the store mutex: 210 ms
-    // for a generation of 1 M rows. Keys go in order, so a page written out
-    // here is rarely dirtied again in this generation.
-    int rc = sqlite3_db_cacheflush(db_);
-    FLIN_CHECK(rc == SQLITE_OK || rc == SQLITE_BUSY) << SqlError("cache flush").ToString();
-    return false;
-  }
+  draining_unwritten_.store(draining_.unwritten_bytes(), std::memory_order_relaxed);
+  if (draining_.rows.unread() == 0) return true;
+  // Write this slice's dirty pages to the WAL now (uncommitted frames,
+  // invisible to readers). Otherwise they pile up in the page cache and the
+  // COMMIT writes all of them at once: 210 ms for a generation of 1 M rows.
+  // Keys go in order, so a page written out here is rarely dirtied again in
+  // this generation.
+  int rc = sqlite3_db_cacheflush(db_);
+  FLIN_CHECK(rc == SQLITE_OK || rc == SQLITE_BUSY) << SqlError("cache flush").ToString();
+  return false;
+}
+
+void KvStore::CommitFrozen() {
+  FLIN_CHECK(draining_on_ && draining_.rows.unread() == 0) << "CommitFrozen before the last slice";
   WriteMeta(draining_);
-  draining_.rows.Clear();
-  draining_on_ = false;
   // SQLite now holds the last commit's state plus every change up to
-  // draining_index_ (or more, when a DrainAll ran, and then no generation
-  // was in progress): exactly the state after draining_index_.
+  // draining_index_: exactly the state after draining_index_. Readers'
+  // connections see it from here on; the buffer still holds the same rows
+  // until FinishFrozen, so a reader sees the same state either way.
   Status s = CommitTxn(draining_index_);
   FLIN_CHECK(s.ok()) << "state.db commit failed: " << s.ToString();
+}
+
+void KvStore::FinishFrozen() {
+  FLIN_CHECK(draining_on_ && !in_txn_) << "FinishFrozen before CommitFrozen";
+  draining_.rows.Clear();
+  draining_.meta.clear();
+  draining_on_ = false;
+  draining_unwritten_.store(0, std::memory_order_relaxed);
+  committed_index_ = draining_index_;
   if (active_.rows.empty()) buffered_min_expiry_ = INT64_MAX;
+}
+
+bool KvStore::FlushStep(size_t max_rows, bool start) {
+  if (!draining_on_ && (!start || !Freeze())) return false;
+  if (!WriteSlice(max_rows)) return false;
+  CommitFrozen();
+  FinishFrozen();
   return true;
 }
 
@@ -764,17 +789,28 @@ ApplyResult KvStore::Apply(uint64_t index, const Command& cmd) {
     case Op::kImportBegin:
     case Op::kImportAdd:
     case Op::kImportCommit:
-    case Op::kImportAbort:
+    case Op::kImportAbort: {
       // These run SQL over SQLite's rows (and import_* tables), so SQLite
       // must hold the whole state first; the open transaction then holds
-      // exactly the state after this entry.
+      // exactly the state after this entry. Readers see the buffer plus
+      // committed state.db, and the buffer is now empty: commit before
+      // anyone reads.
       DrainAll();
       BeginIfNeeded();
-      break;
+      applied_index_ = index;
+      ApplyResult r = ApplyOp(cmd);
+      Status s = CommitTxn(index);
+      FLIN_CHECK(s.ok()) << "state.db commit failed: " << s.ToString();
+      committed_index_ = index;
+      return r;
+    }
     default:
-      break;
+      applied_index_ = index;
+      return ApplyOp(cmd);
   }
-  applied_index_ = index;
+}
+
+ApplyResult KvStore::ApplyOp(const Command& cmd) {
   switch (cmd.op) {
     case Op::kNoop:
       return ApplyResult::Ok();
@@ -872,6 +908,95 @@ Result<std::optional<int64_t>> KvStore::ExpiresAt(std::string_view key, int64_t 
   int64_t exp = ColumnExpiry(get_, 1);
   if (!Live(exp, now_ms)) return std::optional<int64_t>();
   return std::optional<int64_t>(exp);
+}
+
+// ---- point reads off the store mutex ----
+
+KvStore::Reader::~Reader() {
+  for (sqlite3_stmt* st : {get_, has_expired_}) sqlite3_finalize(st);
+  if (db_ && sqlite3_get_autocommit(db_) == 0)
+    sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
+  sqlite3_close(db_);
+}
+
+Result<std::unique_ptr<KvStore::Reader>> KvStore::OpenReader() {
+  auto r = std::unique_ptr<Reader>(new Reader());
+  if (sqlite3_open_v2(path_.c_str(), &r->db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v2(r->db_, "SELECT value, expires_at FROM kv WHERE key = ?1", -1, &r->get_,
+                         nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v2(r->db_, "SELECT 1 FROM kv WHERE expires_at <= ?1 LIMIT 1", -1,
+                         &r->has_expired_, nullptr) != SQLITE_OK) {
+    return Status::IOError(path_ + ": cannot open a reader connection: " +
+                           (r->db_ ? sqlite3_errmsg(r->db_) : "out of memory"));
+  }
+  return r;
+}
+
+Status KvStore::PinRead(Reader& r, const std::vector<std::string_view>& keys, int64_t now_ms,
+                        bool want_values, PointRead* out) {
+  out->items.assign(keys.size(), std::nullopt);
+  out->buffered.assign(keys.size(), 0);
+  out->pinned = false;
+  bool miss = false;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    auto p = FindPending(keys[i]);
+    if (!p) {
+      miss = true;
+      continue;
+    }
+    out->buffered[i] = 1;
+    if (!p->deleted && Live(p->expires_at, now_ms)) {
+      out->items[i] = Item{want_values ? std::string(p->value) : std::string(), p->expires_at};
+    }
+  }
+  if (!miss) return Status::Ok();
+  // The read transaction starts at its first read: make that read now,
+  // while the buffer cannot change, so that buffer + this snapshot is one
+  // state. (A commit between the two is harmless: the buffer keeps a
+  // generation's rows until its commit is over, and they equal what it
+  // committed.)
+  if (sqlite3_exec(r.db_, "BEGIN; SELECT 1 FROM meta LIMIT 1;", nullptr, nullptr, nullptr) !=
+      SQLITE_OK) {
+    Status st = Status::IOError(std::string("read: ") + sqlite3_errmsg(r.db_));
+    if (sqlite3_get_autocommit(r.db_) == 0)
+      sqlite3_exec(r.db_, "COMMIT", nullptr, nullptr, nullptr);
+    return st;
+  }
+  out->pinned = true;
+  return Status::Ok();
+}
+
+Status KvStore::FinishRead(Reader& r, const std::vector<std::string_view>& keys, int64_t now_ms,
+                           bool want_values, PointRead* out) {
+  if (!out->pinned) return Status::Ok();
+  Status st;
+  for (size_t i = 0; i < keys.size() && st.ok(); ++i) {
+    if (out->buffered[i]) continue;
+    StmtGuard g(r.get_);
+    BindBlob(r.get_, 1, keys[i]);
+    int rc = sqlite3_step(r.get_);
+    if (rc == SQLITE_ROW) {
+      int64_t exp = ColumnExpiry(r.get_, 1);
+      if (Live(exp, now_ms)) {
+        out->items[i] = Item{want_values ? std::string(ColumnBlob(r.get_, 0)) : std::string(), exp};
+      }
+    } else if (rc != SQLITE_DONE) {
+      st = Status::IOError(std::string("read: ") + sqlite3_errmsg(r.db_));
+    }
+  }
+  sqlite3_exec(r.db_, "COMMIT", nullptr, nullptr, nullptr);
+  out->pinned = false;
+  return st;
+}
+
+Result<bool> KvStore::CommittedHasExpired(Reader& r, int64_t now_ms) {
+  StmtGuard g(r.has_expired_);
+  sqlite3_bind_int64(r.has_expired_, 1, now_ms);
+  int rc = sqlite3_step(r.has_expired_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  return Status::IOError(std::string("expiry check: ") + sqlite3_errmsg(r.db_));
 }
 
 // May say yes for a row the buffer has since replaced: the sweep that

@@ -23,8 +23,19 @@
 // once committed_index() covers what they must see (the daemon waits for a
 // generation commit: Engine::WhenCommitted).
 //
-// Thread-safety: thread-compatible. The daemon serialises all calls with one
-// mutex (apply thread and readers).
+// Thread-safety: the daemon serialises calls with one mutex (the store
+// mutex), with these exceptions, which let SQLite work run without it:
+// - SortFrozen, WriteSlice and CommitFrozen are called by the one thread
+//   that applies and flushes (the daemon's apply thread) WITHOUT the mutex.
+//   They touch only the frozen generation (nobody changes it; readers only
+//   look rows up in it) and the main SQLite connection, which no other
+//   thread uses meanwhile: other threads read through Reader and Snapshot
+//   connections of their own, and a thread that must use the main
+//   connection (a snapshot install) first excludes the flushing thread with
+//   a mutex of the daemon's.
+// - FinishRead and CommittedHasExpired run without the mutex on the
+//   caller's own Reader; Snapshot likewise. A Reader or Snapshot belongs to
+//   one thread at a time.
 #pragma once
 
 #include <sqlite3.h>
@@ -70,27 +81,33 @@ class KvStore {
   size_t uncommitted_entries() const { return applied_index_ - committed_index_; }
   // Memory held by the write buffer (both generations), approximately.
   size_t buffered_bytes() const {
-    return active_.rows.bytes() + (draining_on_ ? draining_.unwritten_bytes() : 0);
+    return active_.rows.bytes() + draining_unwritten_.load(std::memory_order_relaxed);
   }
   // Whether a frozen generation is being written to SQLite.
   bool flushing() const { return draining_on_; }
 
-  // One slice of background flushing. Without a generation in progress,
-  // `start` freezes the buffer into one (even an empty one, to record an
-  // applied index that only no-ops advanced). Then writes up to `max_rows`
-  // of it to SQLite; once all of it is in, commits. Returns true when this
-  // call committed (committed_index() moved).
-  bool FlushStep(size_t max_rows, bool start);
-  // A generation of kSortAsideRows or more is frozen by one FlushStep and
-  // written from the next; in between the caller may sort its keys with
-  // SortFrozen (hundreds of ms for a million rows) WITHOUT the store mutex,
-  // so readers keep going. This is the one call exempt from the mutex, and
-  // only for the thread that calls FlushStep: a frozen generation is never
-  // changed (no Put until it is cleared) and readers only look rows up in
-  // it, which sorting does not touch. Without it, the next FlushStep sorts.
+  // Background flushing, in phases (see Thread-safety):
+  // Freeze (under the mutex): without a generation in progress, freezes the
+  //   buffer into one covering every entry applied so far (even an empty
+  //   one, to record an applied index that only no-ops advanced). Returns
+  //   whether a generation is in progress afterwards.
+  // SortFrozen (without the mutex): sorts its keys for writing (hundreds of
+  //   ms for a million rows; WriteSlice does it otherwise).
+  // WriteSlice (without the mutex): writes up to `max_rows` of its rows to
+  //   SQLite, in key order, into one open transaction; true once all are in.
+  // CommitFrozen (without the mutex): commits them with the generation's
+  //   index as applied_index. The rows stay in the buffer meanwhile.
+  // FinishFrozen (under the mutex): drops the generation from the buffer and
+  //   publishes committed_index().
+  bool Freeze();
   void SortFrozen();
-  bool sort_pending() const { return draining_on_ && !draining_.rows.sorted(); }
-  static constexpr size_t kSortAsideRows = 16384;
+  bool WriteSlice(size_t max_rows);
+  void CommitFrozen();
+  void FinishFrozen();
+  // The phases in one call (single-threaded use): Freeze when `start`, one
+  // slice, and once all is written the commit. Returns true when this call
+  // committed (committed_index() moved).
+  bool FlushStep(size_t max_rows, bool start);
 
   // Applies the command of entry `index` (> applied_index()). Results that are
   // client errors (e.g. IMPORT.ADD to an unknown import) change nothing.
@@ -153,6 +170,41 @@ class KvStore {
     std::string value;
     int64_t expires_at = 0;
   };
+
+  // Point reads that hold the store mutex only to look in the write buffer.
+  // A reading thread opens its own Reader (a read-only connection). PinRead,
+  // under the mutex, takes each key's buffered state and, when a key is not
+  // buffered, starts a read transaction on `r`; FinishRead, without the
+  // mutex, looks those keys up in that transaction and ends it. The result
+  // is the state when PinRead ran, across all keys (MGET stays atomic), and
+  // no slice or commit of the background flush ever holds a reader up.
+  // items[i]: the live value (empty unless want_values) and expiry of
+  // keys[i], or nullopt.
+  class Reader {
+   public:
+    ~Reader();
+
+   private:
+    friend class KvStore;
+    sqlite3* db_ = nullptr;
+    sqlite3_stmt* get_ = nullptr;
+    sqlite3_stmt* has_expired_ = nullptr;
+  };
+  Result<std::unique_ptr<Reader>> OpenReader();
+  struct PointRead {
+    std::vector<std::optional<Item>> items;
+    std::vector<uint8_t> buffered;  // items[i] came from the buffer
+    bool pinned = false;            // a read transaction is open on the Reader
+  };
+  Status PinRead(Reader& r, const std::vector<std::string_view>& keys, int64_t now_ms,
+                 bool want_values, PointRead* out);
+  static Status FinishRead(Reader& r, const std::vector<std::string_view>& keys, int64_t now_ms,
+                           bool want_values, PointRead* out);
+  // Whether committed state.db holds an expired row (a hint for sweeps;
+  // without the mutex). The buffer's part: buffered_min_expiry().
+  static Result<bool> CommittedHasExpired(Reader& r, int64_t now_ms);
+  // No buffered row expires before this (a lower bound).
+  int64_t buffered_min_expiry() const { return buffered_min_expiry_; }
   Result<std::optional<Item>> Get(std::string_view key, int64_t now_ms);
   Result<bool> Exists(std::string_view key, int64_t now_ms);
   // The expiry of a live key (0 = none) without copying its value;
@@ -241,6 +293,7 @@ class KvStore {
   void Upsert(std::string_view key, std::string_view value, int64_t expires_at);
   bool DeleteKey(std::string_view key, int64_t now_ms);
   void SetExpiry(std::string_view key, int64_t expires_at);
+  ApplyResult ApplyOp(const Command& cmd);
   ApplyResult ApplySet(const Command& cmd);
   ApplyResult ApplyMSet(const Command& cmd);
   ApplyResult ApplyExpire(const Command& cmd);
@@ -265,6 +318,9 @@ class KvStore {
   Generation draining_;  // frozen, being written to SQLite
   bool draining_on_ = false;
   uint64_t draining_index_ = 0;  // the applied index draining_ brings SQLite to
+  // draining_'s memory not yet written to SQLite (WriteSlice updates it
+  // without the mutex; buffered_bytes() reads it under the mutex).
+  std::atomic<size_t> draining_unwritten_{0};
   // No buffered row expires before this (a lower bound, for HasExpired).
   int64_t buffered_min_expiry_ = INT64_MAX;
 

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <thread>
 
@@ -308,10 +309,11 @@ TEST_F(KvStoreTest, SnapshotSeesOnlyCommittedGenerations) {
   s.Release();
 }
 
-// A large frozen generation is sorted by SortFrozen, which the apply thread
-// runs without the store mutex: lookups in the generation go on meanwhile.
-TEST_F(KvStoreTest, LargeGenerationIsSortedAsideWhileReadersLookUp) {
-  const int n = static_cast<int>(KvStore::kSortAsideRows) + 1000;
+// The daemon's apply thread sorts, writes and commits a frozen generation
+// without the store mutex while readers look keys up (PinRead/FinishRead
+// on their own connection). Every read sees each key's one true value.
+TEST_F(KvStoreTest, FlushPhasesRunBesideReaders) {
+  const int n = 20000;
   std::vector<std::string> keys;
   for (int i = 0; i < n; ++i) keys.push_back("s:" + std::to_string((i * 7919) % n));
   for (int i = 0; i < n; i += 100) {
@@ -322,21 +324,72 @@ TEST_F(KvStoreTest, LargeGenerationIsSortedAsideWhileReadersLookUp) {
     }
     Do(Op::kMSet, args);
   }
-  EXPECT_FALSE(store_->FlushStep(256, true));  // froze it, wrote nothing
-  ASSERT_TRUE(store_->sort_pending());
-  std::thread sorter([&] { store_->SortFrozen(); });
-  for (int i = 0; i < n; i += 97) EXPECT_EQ(Value(keys[i]), keys[i]);
-  sorter.join();
-  EXPECT_FALSE(store_->sort_pending());
-  while (!store_->FlushStep(4096, false)) {
+  ASSERT_TRUE(store_->Freeze());
+  auto reader = store_->OpenReader();
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  std::atomic<bool> committed{false};
+  std::thread flusher([&] {
+    store_->SortFrozen();
+    while (!store_->WriteSlice(256)) {
+    }
+    store_->CommitFrozen();
+    committed = true;
+  });
+  int rounds = 0;
+  for (int i = 0; !committed || rounds < 3; i = (i + 89) % n, ++rounds) {
+    std::vector<std::string_view> ks = {keys[i], keys[(i + 1) % n], "absent"};
+    KvStore::PointRead read;
+    ASSERT_TRUE(store_->PinRead(**reader, ks, 1000, true, &read).ok());
+    ASSERT_TRUE(KvStore::FinishRead(**reader, ks, 1000, true, &read).ok());
+    ASSERT_TRUE(read.items[0].has_value()) << ks[0];
+    EXPECT_EQ(read.items[0]->value, ks[0]);
+    EXPECT_EQ(read.items[1]->value, ks[1]);
+    EXPECT_FALSE(read.items[2].has_value());
   }
+  flusher.join();
+  store_->FinishFrozen();
   EXPECT_EQ(store_->committed_index(), store_->applied_index());
   EXPECT_EQ(Count(1000), n);
   std::string last;
   size_t examined = 0;
   auto first = Scan("", "s:", 3, 1000, &last, &examined);
   EXPECT_EQ(first, (std::vector<std::string>{"s:0", "s:1", "s:10"}));
-  for (int i = 0; i < n; i += 101) EXPECT_EQ(Value(keys[i]), keys[i]);
+}
+
+// A point read is one state across its keys: what PinRead took from the
+// buffer and what FinishRead finds in state.db belong together, even if a
+// generation commits in between.
+TEST_F(KvStoreTest, PointReadIsOneStateAcrossKeys) {
+  Do(Op::kSet, {"a", "1"});
+  ASSERT_TRUE(store_->Commit().ok());
+  Do(Op::kSet, {"b", "1"});  // buffered
+  auto reader = store_->OpenReader();
+  ASSERT_TRUE(reader.ok());
+  std::vector<std::string_view> ks = {"a", "b"};
+  KvStore::PointRead read;
+  ASSERT_TRUE(store_->PinRead(**reader, ks, 1000, true, &read).ok());
+  EXPECT_TRUE(read.pinned);
+  Do(Op::kMSet, {"a", "2", "b", "2"});  // one batch: both or neither
+  while (!store_->FlushStep(1, true)) {
+  }
+  ASSERT_TRUE(KvStore::FinishRead(**reader, ks, 1000, true, &read).ok());
+  EXPECT_EQ(read.items[0]->value, "1");
+  EXPECT_EQ(read.items[1]->value, "1");
+  // A new read sees the batch whole.
+  ASSERT_TRUE(store_->PinRead(**reader, ks, 1000, true, &read).ok());
+  ASSERT_TRUE(KvStore::FinishRead(**reader, ks, 1000, true, &read).ok());
+  EXPECT_EQ(read.items[0]->value, "2");
+  EXPECT_EQ(read.items[1]->value, "2");
+  // Expired and deleted keys read as absent; values only when asked for.
+  Do(Op::kSet, {"t", "x"}, 1500);
+  Do(Op::kDel, {"a"});
+  std::vector<std::string_view> ks2 = {"a", "t", "b"};
+  ASSERT_TRUE(store_->PinRead(**reader, ks2, 2000, false, &read).ok());
+  ASSERT_TRUE(KvStore::FinishRead(**reader, ks2, 2000, false, &read).ok());
+  EXPECT_FALSE(read.items[0].has_value());
+  EXPECT_FALSE(read.items[1].has_value());
+  ASSERT_TRUE(read.items[2].has_value());
+  EXPECT_EQ(read.items[2]->value, "");
 }
 
 TEST_F(KvStoreTest, ScanWalksInKeyOrderWithPrefix) {
