@@ -521,7 +521,7 @@ ProgramSpec FlindProgramSpec() {
       Value({"--max-batch-bytes"}, "BYTES", "Largest write batch in bytes"),
       Value({"--client-output-buffer-limit"}, "BYTES", "Most reply bytes buffered per client"),
       Value({"--timeout"}, "SECONDS", "Close client connections idle SECONDS (0 = never)"),
-      Value({"--cache-mb"}, "MIB", "SQLite page cache size in MiB"),
+      Value({"--cache-mb"}, "MIB", "SQLite page cache per connection (apply, reads) in MiB"),
       Value({"--apply-commit-ms"}, "MS",
             "Start writing applied entries to state.db at least this often"),
       Value({"--write-buffer-mb"}, "MIB", "Most applied writes kept in memory ahead of state.db"),

@@ -59,7 +59,8 @@ bool ParseConfig(int argc, char** argv, Config* c, int* exit_code) {
       ->check(CLI::PositiveNumber);
   app.add_option("--timeout", c->timeout_seconds,
                  "Close client connections idle this many seconds (0 = never)");
-  app.add_option("--cache-mb", c->cache_mb, "SQLite page cache size in MiB")
+  app.add_option("--cache-mb", c->cache_mb,
+                 "SQLite page cache per connection (apply, reads) in MiB")
       ->check(CLI::PositiveNumber);
   app.add_option("--apply-commit-ms", c->apply_commit_ms,
                  "Start writing applied entries to state.db at least this often (ms)")

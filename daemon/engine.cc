@@ -51,6 +51,15 @@ Engine::FlushTurnResult Engine::FlushTurn(FlushPolicy& policy, bool idle, bool e
   SettleCommitWaiters(exit);
   r.busy = !exit && policy.Busy(*store_, commit_wanted());
   r.committed_index = store_->committed_index();
+  if (r.committed_index != reader_released_at_) {
+    // The io thread's read transaction is now stale: have it end it, so it
+    // does not keep the checkpointer from copying the new commit into
+    // state.db (log compaction waits for that) while no read comes.
+    reader_released_at_ = r.committed_index;
+    Post([this] {
+      if (io_reader_) io_reader_->Release();
+    });
+  }
   return r;
 }
 

@@ -234,6 +234,7 @@ class Engine {
 
   Status OpenIoReader();
   std::unique_ptr<store::KvStore::Reader> io_reader_;  // io thread only
+  uint64_t reader_released_at_ = 0;                    // apply thread only
 
   // The reader thread (started by the first ReadCommitted) and its view.
   std::mutex reader_mu_;

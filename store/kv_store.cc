@@ -150,6 +150,7 @@ Status KvStore::Init(const KvStoreOptions& opts) {
         return SQLITE_OK;
       },
       this);
+  cache_bytes_ = opts.cache_bytes;
   std::string cache = "PRAGMA cache_size=-" + std::to_string(opts.cache_bytes / 1024);
   FLIN_RETURN_IF_ERROR(Exec(cache.c_str()));
   FLIN_RETURN_IF_ERROR(Exec(kSchema));
@@ -913,20 +914,34 @@ Result<std::optional<int64_t>> KvStore::ExpiresAt(std::string_view key, int64_t 
 // ---- point reads off the store mutex ----
 
 KvStore::Reader::~Reader() {
-  for (sqlite3_stmt* st : {get_, has_expired_}) sqlite3_finalize(st);
-  if (db_ && sqlite3_get_autocommit(db_) == 0)
-    sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
+  Release();
+  for (sqlite3_stmt* st : {get_, has_expired_, begin_, pin_, commit_}) sqlite3_finalize(st);
   sqlite3_close(db_);
+}
+
+void KvStore::Reader::Release() {
+  if (!open_) return;
+  sqlite3_step(commit_);
+  sqlite3_reset(commit_);
+  open_ = false;
 }
 
 Result<std::unique_ptr<KvStore::Reader>> KvStore::OpenReader() {
   auto r = std::unique_ptr<Reader>(new Reader());
+  auto prepare = [&](const char* sql, sqlite3_stmt** st) {
+    return sqlite3_prepare_v2(r->db_, sql, -1, st, nullptr) == SQLITE_OK;
+  };
+  // Point reads now come through this connection: give it the page cache
+  // the main connection has (SQLite's default, 2 MB, made GETs read most
+  // pages from the OS again).
+  std::string cache = "PRAGMA cache_size=-" + std::to_string(cache_bytes_ / 1024);
   if (sqlite3_open_v2(path_.c_str(), &r->db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK ||
-      sqlite3_prepare_v2(r->db_, "SELECT value, expires_at FROM kv WHERE key = ?1", -1, &r->get_,
-                         nullptr) != SQLITE_OK ||
-      sqlite3_prepare_v2(r->db_, "SELECT 1 FROM kv WHERE expires_at <= ?1 LIMIT 1", -1,
-                         &r->has_expired_, nullptr) != SQLITE_OK) {
+      sqlite3_exec(r->db_, cache.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK ||
+      !prepare("SELECT value, expires_at FROM kv WHERE key = ?1", &r->get_) ||
+      !prepare("SELECT 1 FROM kv WHERE expires_at <= ?1 LIMIT 1", &r->has_expired_) ||
+      !prepare("BEGIN", &r->begin_) || !prepare("SELECT 1 FROM meta LIMIT 1", &r->pin_) ||
+      !prepare("COMMIT", &r->commit_)) {
     return Status::IOError(path_ + ": cannot open a reader connection: " +
                            (r->db_ ? sqlite3_errmsg(r->db_) : "out of memory"));
   }
@@ -951,18 +966,31 @@ Status KvStore::PinRead(Reader& r, const std::vector<std::string_view>& keys, in
     }
   }
   if (!miss) return Status::Ok();
-  // The read transaction starts at its first read: make that read now,
-  // while the buffer cannot change, so that buffer + this snapshot is one
-  // state. (A commit between the two is harmless: the buffer keeps a
-  // generation's rows until its commit is over, and they equal what it
-  // committed.)
-  if (sqlite3_exec(r.db_, "BEGIN; SELECT 1 FROM meta LIMIT 1;", nullptr, nullptr, nullptr) !=
-      SQLITE_OK) {
+  // The reader's read transaction must hold the committed state that goes
+  // with the buffer as it is now: state.db as of committed_index_. One
+  // begun since the last commit still does, and is kept (starting one per
+  // read costs more than the lookup). Otherwise start one now, while the
+  // buffer cannot change: a transaction starts at its first read. (A commit
+  // racing with this is harmless: the buffer keeps a generation's rows until
+  // its commit is over, and they equal what it committed.)
+  if (r.open_ && r.index_ == committed_index_) {
+    out->pinned = true;
+    return Status::Ok();
+  }
+  r.Release();
+  int rc = sqlite3_step(r.begin_);
+  sqlite3_reset(r.begin_);
+  if (rc == SQLITE_DONE) {
+    r.open_ = true;
+    rc = sqlite3_step(r.pin_);
+    sqlite3_reset(r.pin_);
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
     Status st = Status::IOError(std::string("read: ") + sqlite3_errmsg(r.db_));
-    if (sqlite3_get_autocommit(r.db_) == 0)
-      sqlite3_exec(r.db_, "COMMIT", nullptr, nullptr, nullptr);
+    r.Release();
     return st;
   }
+  r.index_ = committed_index_;
   out->pinned = true;
   return Status::Ok();
 }
@@ -970,8 +998,8 @@ Status KvStore::PinRead(Reader& r, const std::vector<std::string_view>& keys, in
 Status KvStore::FinishRead(Reader& r, const std::vector<std::string_view>& keys, int64_t now_ms,
                            bool want_values, PointRead* out) {
   if (!out->pinned) return Status::Ok();
-  Status st;
-  for (size_t i = 0; i < keys.size() && st.ok(); ++i) {
+  out->pinned = false;
+  for (size_t i = 0; i < keys.size(); ++i) {
     if (out->buffered[i]) continue;
     StmtGuard g(r.get_);
     BindBlob(r.get_, 1, keys[i]);
@@ -982,12 +1010,12 @@ Status KvStore::FinishRead(Reader& r, const std::vector<std::string_view>& keys,
         out->items[i] = Item{want_values ? std::string(ColumnBlob(r.get_, 0)) : std::string(), exp};
       }
     } else if (rc != SQLITE_DONE) {
-      st = Status::IOError(std::string("read: ") + sqlite3_errmsg(r.db_));
+      Status st = Status::IOError(std::string("read: ") + sqlite3_errmsg(r.db_));
+      r.Release();
+      return st;
     }
   }
-  sqlite3_exec(r.db_, "COMMIT", nullptr, nullptr, nullptr);
-  out->pinned = false;
-  return st;
+  return Status::Ok();
 }
 
 Result<bool> KvStore::CommittedHasExpired(Reader& r, int64_t now_ms) {

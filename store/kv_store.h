@@ -59,7 +59,7 @@
 namespace flin::store {
 
 struct KvStoreOptions {
-  int64_t cache_bytes = 64 << 20;  // SQLite page cache of the main connection
+  int64_t cache_bytes = 64 << 20;  // SQLite page cache, of the main connection and each Reader
 };
 
 class KvStore {
@@ -179,22 +179,30 @@ class KvStore {
   // is the state when PinRead ran, across all keys (MGET stays atomic), and
   // no slice or commit of the background flush ever holds a reader up.
   // items[i]: the live value (empty unless want_values) and expiry of
-  // keys[i], or nullopt.
+  // keys[i], or nullopt. The Reader keeps its read transaction between reads
+  // until a commit makes it stale; call Release() after commits (the daemon
+  // does), or it keeps the WAL from being checkpointed past it.
   class Reader {
    public:
     ~Reader();
+    void Release();  // ends the read transaction, if one is open
 
    private:
     friend class KvStore;
     sqlite3* db_ = nullptr;
     sqlite3_stmt* get_ = nullptr;
     sqlite3_stmt* has_expired_ = nullptr;
+    sqlite3_stmt* begin_ = nullptr;
+    sqlite3_stmt* pin_ = nullptr;
+    sqlite3_stmt* commit_ = nullptr;
+    bool open_ = false;   // a read transaction is open
+    uint64_t index_ = 0;  // committed_index() when it began
   };
   Result<std::unique_ptr<Reader>> OpenReader();
   struct PointRead {
     std::vector<std::optional<Item>> items;
     std::vector<uint8_t> buffered;  // items[i] came from the buffer
-    bool pinned = false;            // a read transaction is open on the Reader
+    bool pinned = false;            // FinishRead has keys to look up on the Reader
   };
   Status PinRead(Reader& r, const std::vector<std::string_view>& keys, int64_t now_ms,
                  bool want_values, PointRead* out);
@@ -301,6 +309,7 @@ class KvStore {
 
   std::string path_;
   sqlite3* db_;
+  int64_t cache_bytes_ = 0;           // page cache of the main connection and of Readers
   sqlite3* checkpoint_db_ = nullptr;  // used only by BackgroundCheckpoint
   bool in_txn_ = false;
   Status CheckpointLocked(bool force);
