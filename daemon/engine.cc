@@ -84,12 +84,10 @@ Result<std::vector<std::optional<store::KvStore::Item>>> Engine::ReadKeys(
 }
 
 Result<bool> Engine::HasExpired(int64_t now_ms) {
-  if (WithStore([&](store::KvStore& kv) { return kv.buffered_min_expiry() <= now_ms; })) {
-    return true;
-  }
   FLIN_RETURN_IF_ERROR(OpenIoReader());
-  // May say yes for a row the buffer has since replaced: the sweep that
-  // follows then finds nothing (and commits, so it is not asked again).
+  // Committed state: a sweep's deletions show here once a generation
+  // commits them, so until then sweeps may be proposed that find nothing
+  // more to delete (one at a time, every 100 ms at most).
   return store::KvStore::CommittedHasExpired(*io_reader_, now_ms);
 }
 

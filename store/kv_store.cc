@@ -499,7 +499,6 @@ std::optional<RowSet::Row> KvStore::FindPending(std::string_view key) const {
 
 void KvStore::Buffer(std::string_view key, std::string_view value, int64_t expires_at,
                      bool deleted) {
-  if (expires_at > 0) buffered_min_expiry_ = std::min(buffered_min_expiry_, expires_at);
   active_.rows.Put(key, value, expires_at, deleted);
 }
 
@@ -537,7 +536,6 @@ void KvStore::DrainAll() {
   }
   draining_on_ = false;
   draining_unwritten_.store(0, std::memory_order_relaxed);
-  buffered_min_expiry_ = INT64_MAX;
 }
 
 bool KvStore::Freeze() {
@@ -583,7 +581,6 @@ void KvStore::FinishFrozen() {
   draining_on_ = false;
   draining_unwritten_.store(0, std::memory_order_relaxed);
   committed_index_ = draining_index_;
-  if (active_.rows.empty()) buffered_min_expiry_ = INT64_MAX;
 }
 
 bool KvStore::FlushStep(size_t max_rows, bool start) {
@@ -786,7 +783,6 @@ ApplyResult KvStore::Apply(uint64_t index, const Command& cmd) {
   FLIN_CHECK(index > applied_index_) << "apply " << index << " after " << applied_index_;
   switch (cmd.op) {
     case Op::kFlushAll:
-    case Op::kSweep:
     case Op::kImportBegin:
     case Op::kImportAdd:
     case Op::kImportCommit:
@@ -805,6 +801,16 @@ ApplyResult KvStore::Apply(uint64_t index, const Command& cmd) {
       committed_index_ = index;
       return r;
     }
+    case Op::kSweep:
+      // Garbage collection of rows SQLite holds: an expired row is absent to
+      // every read and every conditional write already, so deleting it
+      // changes no visible state whether or not the buffer holds a newer
+      // version of the key (that version wins). No drain, no commit of its
+      // own: it rides with the next generation, and readers never wait for
+      // it. Expired rows still in the buffer are swept once written out.
+      BeginIfNeeded();
+      applied_index_ = index;
+      return ApplyOp(cmd);
     default:
       applied_index_ = index;
       return ApplyOp(cmd);
@@ -1027,10 +1033,9 @@ Result<bool> KvStore::CommittedHasExpired(Reader& r, int64_t now_ms) {
   return Status::IOError(std::string("expiry check: ") + sqlite3_errmsg(r.db_));
 }
 
-// May say yes for a row the buffer has since replaced: the sweep that
-// follows then finds nothing, and drains the buffer so it is not asked again.
+// Looks at rows SQLite holds (the sweep's domain), not at the buffer.
 Result<bool> KvStore::HasExpired(int64_t now_ms) {
-  if (buffered_min_expiry_ <= now_ms) return true;
+  HoldReadTxn();
   StmtGuard g(has_expired_);
   sqlite3_bind_int64(has_expired_, 1, now_ms);
   int rc = sqlite3_step(has_expired_);

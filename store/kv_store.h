@@ -209,15 +209,16 @@ class KvStore {
   static Status FinishRead(Reader& r, const std::vector<std::string_view>& keys, int64_t now_ms,
                            bool want_values, PointRead* out);
   // Whether committed state.db holds an expired row (a hint for sweeps;
-  // without the mutex). The buffer's part: buffered_min_expiry().
+  // without the mutex). Expired rows still in the buffer are not counted:
+  // sweeps delete rows SQLite holds (see Apply).
   static Result<bool> CommittedHasExpired(Reader& r, int64_t now_ms);
-  // No buffered row expires before this (a lower bound).
-  int64_t buffered_min_expiry() const { return buffered_min_expiry_; }
   Result<std::optional<Item>> Get(std::string_view key, int64_t now_ms);
   Result<bool> Exists(std::string_view key, int64_t now_ms);
   // The expiry of a live key (0 = none) without copying its value;
   // nullopt when the key is absent.
   Result<std::optional<int64_t>> ExpiresAt(std::string_view key, int64_t now_ms);
+  // Whether SQLite holds an expired row (rows written, committed or not;
+  // the buffer is not looked at: sweeps delete what SQLite holds).
   Result<bool> HasExpired(int64_t now_ms);
 
   // A consistent read-only view of committed state.db through a connection
@@ -330,8 +331,6 @@ class KvStore {
   // draining_'s memory not yet written to SQLite (WriteSlice updates it
   // without the mutex; buffered_bytes() reads it under the mutex).
   std::atomic<size_t> draining_unwritten_{0};
-  // No buffered row expires before this (a lower bound, for HasExpired).
-  int64_t buffered_min_expiry_ = INT64_MAX;
 
   std::vector<RowSet::Row> scratch_;  // rows being written by WriteRows
 
