@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <climits>
@@ -116,6 +117,7 @@ Commands::Commands(Server& server) : server_(server) {
       {"ping", &Commands::Ping},
       {"echo", &Commands::Echo},
       {"quit", &Commands::Quit},
+      {"shutdown", &Commands::Shutdown},
       {"hello", &Commands::Hello},
       {"auth", &Commands::Auth},
       {"client", &Commands::Client},
@@ -224,6 +226,27 @@ void Commands::Echo(Session& s, const Args& a) { s.Reply().Bulk(a[1]); }
 void Commands::Quit(Session& s, const Args&) {
   s.Reply().Ok();
   s.CloseAfterReply();
+}
+
+// SHUTDOWN: the same clean stop as SIGTERM (finish accepted writes, write
+// the last replies, close). SAVE/NOSAVE/NOW/FORCE change nothing: every
+// acknowledged write is already durable in the log. Like Redis, no reply
+// on success: the connection closes (redis-cli expects exactly that).
+void Commands::Shutdown(Session& s, const Args& a) {
+  for (size_t i = 1; i < a.size(); ++i) {
+    if (EqualsIgnoreCase(a[i], "ABORT")) {
+      return s.Reply().Error("ERR SHUTDOWN ABORT: flind has no delayed shutdown to abort");
+    }
+    if (!EqualsIgnoreCase(a[i], "NOSAVE") && !EqualsIgnoreCase(a[i], "SAVE") &&
+        !EqualsIgnoreCase(a[i], "NOW") && !EqualsIgnoreCase(a[i], "FORCE")) {
+      return s.Reply().Error(kSyntax);
+    }
+  }
+  LOG_INFO << "SHUTDOWN from client " << s.id() << " (" << s.peer() << ")";
+  s.CloseAfterReply();
+  // Through the signal handler main() installed, so that there is one
+  // shutdown path.
+  ::kill(::getpid(), SIGTERM);
 }
 
 bool Commands::CheckAuthPassword(Session& s, std::string_view user, std::string_view pass) {

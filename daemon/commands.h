@@ -51,6 +51,7 @@ class Commands {
   void Ping(Session&, const Args&);
   void Echo(Session&, const Args&);
   void Quit(Session&, const Args&);
+  void Shutdown(Session&, const Args&);
   void Hello(Session&, const Args&);
   void Auth(Session&, const Args&);
   void Client(Session&, const Args&);

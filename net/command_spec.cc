@@ -28,6 +28,8 @@ constexpr std::array kCommands = std::to_array<CommandSpec>({
     {"info", -1, A, 0, 0, 0, "server", "INFO [section]", "Server, storage and replication state"},
     {"dbsize", 1, R, 0, 0, 0, "server", "DBSIZE", "Number of live keys"},
     {"flushall", -1, W, 0, 0, 0, "server", "FLUSHALL [SYNC | ASYNC]", "Delete every key"},
+    {"shutdown", -1, A, 0, 0, 0, "server", "SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE]",
+     "Stop this flind cleanly, as SIGTERM does (every write is already durable)"},
     {"config", -2, A, 0, 0, 0, "server", "CONFIG GET parameter", "Read configuration values"},
     // string
     {"get", 2, R, 1, 1, 1, "string", "GET key", "Value of a key"},

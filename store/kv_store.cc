@@ -526,10 +526,10 @@ void KvStore::SortFrozen() {
   if (draining_on_) draining_.rows.Sort();
 }
 
-void KvStore::DrainAll() {
+void KvStore::DrainAll(bool drop_rows) {
   // Older generation first: a key in both ends with the active state.
   for (Generation* g : {&draining_, &active_}) {
-    WriteRows(*g, SIZE_MAX);
+    if (!drop_rows) WriteRows(*g, SIZE_MAX);
     WriteMeta(*g);
     g->rows.Clear();
     g->meta.clear();
@@ -789,10 +789,11 @@ ApplyResult KvStore::Apply(uint64_t index, const Command& cmd) {
     case Op::kImportAbort: {
       // These run SQL over SQLite's rows (and import_* tables), so SQLite
       // must hold the whole state first; the open transaction then holds
-      // exactly the state after this entry. Readers see the buffer plus
-      // committed state.db, and the buffer is now empty: commit before
-      // anyone reads.
-      DrainAll();
+      // exactly the state after this entry. (FLUSHALL deletes every row:
+      // buffered rows need not be written first, only dropped.) Readers see
+      // the buffer plus committed state.db, and the buffer is now empty:
+      // commit before anyone reads.
+      DrainAll(/*drop_rows=*/cmd.op == Op::kFlushAll);
       BeginIfNeeded();
       applied_index_ = index;
       ApplyResult r = ApplyOp(cmd);

@@ -293,8 +293,10 @@ class KvStore {
   void WriteRows(Generation& g, size_t max_rows);
   void WriteMeta(Generation& g);
   // Writes everything buffered into the open transaction; afterwards SQLite
-  // alone holds the applied state.
-  void DrainAll();
+  // alone holds the applied state. With drop_rows, buffered rows are dropped
+  // instead of written (for FLUSHALL, which deletes every row); driver
+  // metadata is written either way.
+  void DrainAll(bool drop_rows = false);
   Status CommitTxn(uint64_t index);
 
   // Apply helpers.

@@ -167,9 +167,9 @@ TEST_F(KvStoreTest, SweepOfSQLiteRowsLeavesBufferedVersionsAlone) {
   Do(Op::kSet, {"b", "old"}, 1500);
   Do(Op::kSet, {"c", "old"}, 1500);
   ASSERT_TRUE(store_->Commit().ok());
-  Do(Op::kSet, {"a", "new"});           // buffered, live, no expiry
-  Do(Op::kSet, {"b", "new"}, 99999);    // buffered, live until 99999
-  EXPECT_FALSE(store_->FlushStep(1, true));  // "a" written, "b" not yet
+  Do(Op::kSet, {"a", "new"});                        // buffered, live, no expiry
+  Do(Op::kSet, {"b", "new"}, 99999);                 // buffered, live until 99999
+  EXPECT_FALSE(store_->FlushStep(1, true));          // "a" written, "b" not yet
   EXPECT_EQ(Do(Op::kSweep, {}, 100, 0, 2000).n, 2);  // c, and b's old row
   EXPECT_EQ(Value("a", 2000), "new");
   EXPECT_EQ(Value("b", 2000), "new");
@@ -291,15 +291,22 @@ TEST_F(KvStoreTest, MetaIsBufferedWithItsGeneration) {
   EXPECT_EQ(**KvStore::ReadMetaOf(db, "raft.test"), "two");
 }
 
-// SQL-level operations write the whole buffer first.
+// SQL-level operations write the whole buffer first (FLUSHALL drops it).
 TEST_F(KvStoreTest, RangeOperationsSeeTheBuffer) {
   Do(Op::kSet, {"u:1", "x"});
   ASSERT_TRUE(store_->Commit().ok());
   Do(Op::kSet, {"u:2", "x"});
   Do(Op::kDel, {"u:1"});
   Do(Op::kSet, {"u:3", "x"});
+  store_->PutMeta("raft.test", "kept");
+  EXPECT_FALSE(store_->FlushStep(1, true));  // a generation half written
+  Do(Op::kSet, {"u:4", "x"});
+  // FLUSHALL drops buffered rows unwritten, but not buffered metadata.
   EXPECT_EQ(Do(Op::kFlushAll, {}).kind, ApplyResult::Kind::kOk);
+  EXPECT_EQ(store_->committed_index(), store_->applied_index());
+  EXPECT_EQ(**KvStore::ReadMetaOf(dir_ + "/state.db", "raft.test"), "kept");
   EXPECT_EQ(Value("u:3"), std::nullopt);
+  EXPECT_EQ(Value("u:4"), std::nullopt);
   EXPECT_EQ(Value("u:2"), std::nullopt);
   EXPECT_EQ(Count(1000), 0);
   Do(Op::kSet, {"t", "x"}, 1500);  // expires at 1500

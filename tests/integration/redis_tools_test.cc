@@ -126,6 +126,25 @@ TEST_F(RedisToolsTest, RedisCliPipedSessionAndPipeMode) {
   EXPECT_EQ(lines, 111);  // pipe:19, pipe:190-199, pipe:1900-1999
 }
 
+// `redis-cli shutdown`, as scripts use it: flind stops cleanly (exit 0)
+// and keeps every acknowledged write; bad arguments change nothing.
+TEST_F(RedisToolsTest, RedisCliShutdownStopsCleanly) {
+  EXPECT_EQ(Cli({"SET", "kept", "v"}).out, "OK\n");
+  ProcResult r = Cli({"SHUTDOWN", "LATER"});
+  EXPECT_NE(r.out.find("ERR syntax error"), std::string::npos) << r.out;
+  r = Cli({"SHUTDOWN", "ABORT"});
+  EXPECT_NE(r.out.find("ERR SHUTDOWN ABORT"), std::string::npos) << r.out;
+  EXPECT_TRUE(flind_.Alive());
+  r = Cli({"SHUTDOWN", "NOSAVE"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(r.out, "") << r.out;
+  ASSERT_TRUE(WaitFor([&] { return !flind_.Alive(); }, std::chrono::seconds(30)));
+  EXPECT_EQ(flind_.last_exit_status(), 0) << flind_.log();
+  std::string why;
+  ASSERT_TRUE(flind_.Start(&why)) << why;
+  EXPECT_EQ(Cli({"GET", "kept"}).out, "v\n");
+}
+
 TEST_F(RedisToolsTest, RedisBenchmarkRunsUnchanged) {
   ProcResult r =
       RunProcess({"redis-benchmark", "-h", "127.0.0.1", "-p", std::to_string(flind_.port()), "-n",
