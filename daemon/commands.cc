@@ -483,6 +483,14 @@ void Commands::Info(Session& s, const Args& a) {
     return s.Reply().Bulk(text);
   }
   // The key count is a range read: it waits for state.db, off the io thread.
+  CountKeys(s, [text = std::move(text)](net::ReplyWriter& w, int64_t n) {
+    std::string out = text + "# Keyspace\r\n";
+    if (n > 0) out += "db0:keys=" + std::to_string(n) + ",expires=0,avg_ttl=0\r\n";
+    w.Bulk(out + "\r\n");
+  });
+}
+
+void Commands::CountKeys(Session& s, std::function<void(net::ReplyWriter&, int64_t)> reply) {
   auto n = std::make_shared<int64_t>(0);
   int64_t now = WallMillis();
   ReadCommitted(
@@ -493,11 +501,7 @@ void Commands::Info(Session& s, const Args& a) {
         *n = *count;
         return Status::Ok();
       },
-      [n, text = std::move(text)](net::ReplyWriter& w) {
-        std::string out = text + "# Keyspace\r\n";
-        if (*n > 0) out += "db0:keys=" + std::to_string(*n) + ",expires=0,avg_ttl=0\r\n";
-        w.Bulk(out + "\r\n");
-      });
+      [n, reply = std::move(reply)](net::ReplyWriter& w) { reply(w, *n); });
 }
 
 void Commands::ReadCommitted(Session& s, Engine::SnapshotRead read,
@@ -517,17 +521,7 @@ void Commands::ReadCommitted(Session& s, Engine::SnapshotRead read,
 }
 
 void Commands::DbSize(Session& s, const Args&) {
-  auto n = std::make_shared<int64_t>(0);
-  int64_t now = WallMillis();
-  ReadCommitted(
-      s,
-      [n, now](store::KvStore::Snapshot& snap) {
-        auto count = snap.CountLive(now);
-        if (!count.ok()) return count.status();
-        *n = *count;
-        return Status::Ok();
-      },
-      [n](net::ReplyWriter& w) { w.Integer(*n); });
+  CountKeys(s, [](net::ReplyWriter& w, int64_t n) { w.Integer(n); });
 }
 
 void Commands::FlushAll(Session& s, const Args& a) {

@@ -98,6 +98,8 @@ class Commands {
   void ReadCommitted(Session& s, Engine::SnapshotRead read,
                      std::function<void(net::ReplyWriter&)> reply);
   void ExportBegun(Status st, std::string_view prefix, net::ReplyWriter& w);
+  // Counts live keys in committed state.db (ReadCommitted), then reply(w, n).
+  void CountKeys(Session& s, std::function<void(net::ReplyWriter&, int64_t)> reply);
 
   Server& server_;
   std::vector<Handler> handlers_;                      // parallel to net::AllCommands()
