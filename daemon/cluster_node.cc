@@ -1657,15 +1657,13 @@ void ClusterNode::MaybeSnapshot(bool force) {
   // committed_index() <= applied: nothing to do before this.
   if (!force && applied < last_snapshot_index_ + opts_.snapshot_entries) return;
   uint64_t durable_index = 0, durable_term = 0;
+  // A snapshot file must hold everything applied: write the whole write
+  // buffer out (without the store mutex: readers keep going). Periodic
+  // compaction settles for what the write buffer's own commits put in
+  // state.db.
+  if (force) CommitAllOutsideLock();
   {
     std::lock_guard<std::mutex> lock(store_mu_);
-    if (force) {
-      // A snapshot file must hold everything applied: write the whole
-      // write buffer out. Periodic compaction settles for what the write
-      // buffer's own commits put in state.db.
-      Status s = store_->Commit();
-      FLIN_CHECK(s.ok()) << "state.db commit failed: " << s.ToString();
-    }
     durable_index = store_->committed_index();
     durable_term = TermAt(durable_index);
     // Older term starts are never asked for again.

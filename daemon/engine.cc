@@ -63,6 +63,25 @@ Engine::FlushTurnResult Engine::FlushTurn(FlushPolicy& policy, bool idle, bool e
   return r;
 }
 
+void Engine::CommitAllOutsideLock() {
+  std::lock_guard<std::mutex> flush_lock(flush_mu_);
+  // At most two rounds: a generation already being written, then the rest.
+  // Nothing is applied meanwhile: this is the applying thread.
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(store_mu_);
+      if (!store_->flushing() && store_->applied_index() == store_->committed_index()) return;
+      store_->Freeze();
+    }
+    store_->SortFrozen();
+    while (!store_->WriteSlice(SIZE_MAX)) {
+    }
+    store_->CommitFrozen();
+    std::lock_guard<std::mutex> lock(store_mu_);
+    store_->FinishFrozen();
+  }
+}
+
 Status Engine::OpenIoReader() {
   if (io_reader_) return Status::Ok();
   auto r = WithStore([](store::KvStore& kv) { return kv.OpenReader(); });

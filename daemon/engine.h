@@ -210,6 +210,10 @@ class Engine {
     uint64_t committed_index = 0;
   };
   FlushTurnResult FlushTurn(FlushPolicy& policy, bool idle, bool exit);
+  // Apply thread: writes everything applied so far to state.db and commits
+  // (what KvStore::Commit does), with the SQLite work outside the store
+  // mutex. For a snapshot file, which must hold every applied entry.
+  void CommitAllOutsideLock();
   // Held by the apply thread while it works on SQLite without the store
   // mutex. Another thread that must use the store's main connection or
   // change its write buffer (a snapshot install) takes it before store_mu_.
