@@ -17,9 +17,10 @@
 // exactly the state after some entry, never a mix: a restart re-applies the entries above it from
 // the Raft log, and keys written many times in a generation are written to SQLite once.
 //
-// Writes that work on ranges of SQLite rows (FLUSHALL, expiry sweeps, import
-// staging) first write the whole buffer out (DrainAll) and then run on
-// SQLite alone. Range reads (SCAN, KEYS, DBSIZE, export) run on a Snapshot
+// Writes that work on ranges of SQLite rows (FLUSHALL, import staging) first
+// write the whole buffer out (DrainAll; FLUSHALL drops it), run on SQLite
+// alone and commit at once. Expiry sweeps delete only expired rows SQLite
+// holds (see Apply). Range reads (SCAN, KEYS, DBSIZE, export) run on a Snapshot
 // once committed_index() covers what they must see (the daemon waits for a
 // generation commit: Engine::WhenCommitted).
 //
@@ -174,8 +175,9 @@ class KvStore {
   // Point reads that hold the store mutex only to look in the write buffer.
   // A reading thread opens its own Reader (a read-only connection). PinRead,
   // under the mutex, takes each key's buffered state and, when a key is not
-  // buffered, starts a read transaction on `r`; FinishRead, without the
-  // mutex, looks those keys up in that transaction and ends it. The result
+  // buffered, makes sure `r` has a read transaction on the matching
+  // committed state; FinishRead, without the mutex, looks those keys up in
+  // that transaction. The result
   // is the state when PinRead ran, across all keys (MGET stays atomic), and
   // no slice or commit of the background flush ever holds a reader up.
   // items[i]: the live value (empty unless want_values) and expiry of
