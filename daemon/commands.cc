@@ -600,18 +600,21 @@ void Commands::MGet(Session& s, const Args& a) {
   std::string out;
   net::ReplyWriter w(&out);
   w.ArrayHeader(a.size() - 1);
+  const std::string too_big = "ERR MGET reply exceeds client-output-buffer-limit (" +
+                              std::to_string(limit) + " bytes); ask for fewer keys";
+  // The limit also bounds the values the read copies (it stops there).
   auto r = server_.engine().ReadKeys(std::vector<std::string_view>(a.begin() + 1, a.end()),
-                                     /*want_values=*/true, WallMillis());
-  if (!r.ok()) return s.Reply().Error("ERR " + r.status().message());
+                                     /*want_values=*/true, WallMillis(), limit);
+  if (!r.ok()) {
+    return s.Reply().Error(
+        r.status().code() == Status::Code::kLimit ? too_big : "ERR " + r.status().message());
+  }
   for (const auto& item : *r) {
     if (item)
       w.Bulk(item->value);
     else
       w.Nil();
-    if (out.size() > limit) {
-      return s.Reply().Error("ERR MGET reply exceeds client-output-buffer-limit (" +
-                             std::to_string(limit) + " bytes); ask for fewer keys");
-    }
+    if (out.size() > limit) return s.Reply().Error(too_big);
   }
   s.Reply().out()->append(out);
 }

@@ -91,9 +91,11 @@ Status Engine::OpenIoReader() {
 }
 
 Result<std::vector<std::optional<store::KvStore::Item>>> Engine::ReadKeys(
-    const std::vector<std::string_view>& keys, bool want_values, int64_t now_ms) {
+    const std::vector<std::string_view>& keys, bool want_values, int64_t now_ms,
+    size_t max_value_bytes) {
   FLIN_RETURN_IF_ERROR(OpenIoReader());
   store::KvStore::PointRead read;
+  read.max_value_bytes = max_value_bytes;
   {
     std::lock_guard<std::mutex> lock(store_mu_);
     FLIN_RETURN_IF_ERROR(store_->PinRead(*io_reader_, keys, now_ms, want_values, &read));

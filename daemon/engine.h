@@ -165,8 +165,10 @@ class Engine {
   // across keys. The store mutex is held only to look in the write buffer;
   // SQLite lookups run on the io thread's own connection
   // (KvStore::PinRead/FinishRead).
+  // Values beyond max_value_bytes in all end the read with a kLimit status.
   Result<std::vector<std::optional<store::KvStore::Item>>> ReadKeys(
-      const std::vector<std::string_view>& keys, bool want_values, int64_t now_ms);
+      const std::vector<std::string_view>& keys, bool want_values, int64_t now_ms,
+      size_t max_value_bytes = SIZE_MAX);
   // Whether some key has expired and awaits a sweep (io thread only).
   Result<bool> HasExpired(int64_t now_ms);
 

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "base/clock.h"
@@ -63,12 +64,18 @@ Result<int> LockDataDir(const std::string& dir) {
 asio::awaitable<void> ExpirySweeper(Engine& node, asio::io_context& io, bool* stopping) {
   asio::steady_timer t(io);
   constexpr int64_t kBatch = 1000;
+  // HasExpired looks at committed state.db, where a sweep's deletions show
+  // only after the next generation commit: after a sweep that found
+  // nothing, wait for that commit instead of proposing empty sweeps.
+  std::optional<uint64_t> idle_at_commit;
   while (!*stopping) {
     t.expires_after(std::chrono::milliseconds(100));
     std::error_code ec;
     co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (*stopping) break;
     if (!node.ShouldSweep()) continue;
+    if (idle_at_commit && node.Stats().committed_to_db_index == *idle_at_commit) continue;
+    idle_at_commit.reset();
     auto has = node.HasExpired(WallMillis());
     if (!has.ok() || !*has) continue;
     store::Command cmd;
@@ -79,8 +86,13 @@ asio::awaitable<void> ExpirySweeper(Engine& node, asio::io_context& io, bool* st
     store::EncodeCommand(cmd, &payload);
     // Wait for this sweep to apply before checking again (one in flight).
     asio::steady_timer done(io, asio::steady_timer::time_point::max());
-    node.Propose(std::move(payload), [&done](store::ApplyResult) { done.cancel(); });
+    int64_t swept = -1;
+    node.Propose(std::move(payload), [&done, &swept](store::ApplyResult r) {
+      if (r.kind == store::ApplyResult::Kind::kInt) swept = r.n;
+      done.cancel();
+    });
     co_await done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (swept == 0) idle_at_commit = node.Stats().committed_to_db_index;
   }
 }
 

@@ -955,11 +955,18 @@ Result<std::unique_ptr<KvStore::Reader>> KvStore::OpenReader() {
   return r;
 }
 
+// A read stops copying values once they exceed the caller's budget (a
+// reply that big would be refused anyway), instead of holding them all.
+static Status ValueBudgetExceeded(const KvStore::PointRead& read) {
+  return Status::Limit("values exceed " + std::to_string(read.max_value_bytes) + " bytes");
+}
+
 Status KvStore::PinRead(Reader& r, const std::vector<std::string_view>& keys, int64_t now_ms,
                         bool want_values, PointRead* out) {
   out->items.assign(keys.size(), std::nullopt);
   out->buffered.assign(keys.size(), 0);
   out->pinned = false;
+  out->value_bytes = 0;
   bool miss = false;
   for (size_t i = 0; i < keys.size(); ++i) {
     auto p = FindPending(keys[i]);
@@ -970,6 +977,8 @@ Status KvStore::PinRead(Reader& r, const std::vector<std::string_view>& keys, in
     out->buffered[i] = 1;
     if (!p->deleted && Live(p->expires_at, now_ms)) {
       out->items[i] = Item{want_values ? std::string(p->value) : std::string(), p->expires_at};
+      out->value_bytes += out->items[i]->value.size();
+      if (out->value_bytes > out->max_value_bytes) return ValueBudgetExceeded(*out);
     }
   }
   if (!miss) return Status::Ok();
@@ -1015,6 +1024,8 @@ Status KvStore::FinishRead(Reader& r, const std::vector<std::string_view>& keys,
       int64_t exp = ColumnExpiry(r.get_, 1);
       if (Live(exp, now_ms)) {
         out->items[i] = Item{want_values ? std::string(ColumnBlob(r.get_, 0)) : std::string(), exp};
+        out->value_bytes += out->items[i]->value.size();
+        if (out->value_bytes > out->max_value_bytes) return ValueBudgetExceeded(*out);
       }
     } else if (rc != SQLITE_DONE) {
       Status st = Status::IOError(std::string("read: ") + sqlite3_errmsg(r.db_));

@@ -205,6 +205,10 @@ class KvStore {
     std::vector<std::optional<Item>> items;
     std::vector<uint8_t> buffered;  // items[i] came from the buffer
     bool pinned = false;            // FinishRead has keys to look up on the Reader
+    // Set by the caller: once the values copied exceed it, the read stops
+    // with a kLimit status.
+    size_t max_value_bytes = SIZE_MAX;
+    size_t value_bytes = 0;
   };
   Status PinRead(Reader& r, const std::vector<std::string_view>& keys, int64_t now_ms,
                  bool want_values, PointRead* out);

@@ -417,6 +417,15 @@ TEST_F(KvStoreTest, PointReadIsOneStateAcrossKeys) {
   ASSERT_TRUE(KvStore::FinishRead(**reader, ks, 1000, true, &read).ok());
   EXPECT_EQ(read.items[0]->value, "2");
   EXPECT_EQ(read.items[1]->value, "2");
+  // Values past the caller's budget stop the read: in the buffer, and in
+  // state.db.
+  read.max_value_bytes = 1;
+  ASSERT_TRUE(store_->PinRead(**reader, ks, 1000, true, &read).ok());
+  EXPECT_EQ(KvStore::FinishRead(**reader, ks, 1000, true, &read).code(), Status::Code::kLimit);
+  Do(Op::kSet, {"a", "3"});
+  Do(Op::kSet, {"b", "3"});
+  EXPECT_EQ(store_->PinRead(**reader, ks, 1000, true, &read).code(), Status::Code::kLimit);
+  read.max_value_bytes = SIZE_MAX;
   // Expired and deleted keys read as absent; values only when asked for.
   Do(Op::kSet, {"t", "x"}, 1500);
   Do(Op::kDel, {"a"});
