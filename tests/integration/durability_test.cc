@@ -228,6 +228,32 @@ TEST(DurabilityTest, LogIsCompactedUnderSteadyWrites) {
   EXPECT_EQ(Cmd(*c2, {"GET", "k49"}).str, value);
 }
 
+// A point read leaves the io thread's read transaction open (it is kept
+// until a commit makes it stale). With no read after it, the daemon must
+// still end it, or it pins the WAL, no checkpoint completes past it, and
+// the log is never compacted.
+TEST(DurabilityTest, AnIdleReaderDoesNotHoldBackLogCompaction) {
+  Flind::Options o;
+  o.tcp = false;
+  o.extra_args = {"--log-compact-mb", "1", "--apply-commit-ms", "5"};
+  Flind flind(o);
+  std::string why;
+  ASSERT_TRUE(flind.Start(&why)) << why;
+  auto c = flind.Connect();
+  ASSERT_EQ(Cmd(*c, {"SET", "first", "1"}).str, "OK");
+  ASSERT_EQ(Cmd(*c, {"DBSIZE"}).integer, 1);      // committed: the buffer is empty
+  ASSERT_EQ(Cmd(*c, {"GET", "first"}).str, "1");  // read from state.db
+  std::string value(2000, 'v');
+  for (int i = 0; i < 60; ++i) {
+    std::vector<std::vector<std::string>> p;
+    for (int j = 0; j < 50; ++j) p.push_back({"SET", "k" + std::to_string(j), value});
+    ASSERT_TRUE(c->Pipeline(p).ok());
+  }
+  auto info = [&] { return Cmd(*c, {"INFO", "persistence"}).str; };
+  EXPECT_TRUE(WaitFor([&] { return info().find("log_compactions:0\r") == std::string::npos; }))
+      << info();
+}
+
 TEST(DurabilityTest, SecondDaemonOnSameDataDirIsRefused) {
   Flind first;
   std::string why;
