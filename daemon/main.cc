@@ -59,6 +59,10 @@ Result<int> LockDataDir(const std::string& dir) {
   return fd;
 }
 
+uint64_t CommittedIndex(Engine& node) {
+  return node.WithStore([](store::KvStore& kv) { return kv.committed_index(); });
+}
+
 // Proposes bounded sweeps of expired keys. Expiry decisions use the entry's
 // timestamp, so every replica deletes the same keys.
 asio::awaitable<void> ExpirySweeper(Engine& node, asio::io_context& io, bool* stopping) {
@@ -74,7 +78,7 @@ asio::awaitable<void> ExpirySweeper(Engine& node, asio::io_context& io, bool* st
     co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (*stopping) break;
     if (!node.ShouldSweep()) continue;
-    if (idle_at_commit && node.Stats().committed_to_db_index == *idle_at_commit) continue;
+    if (idle_at_commit && CommittedIndex(node) == *idle_at_commit) continue;
     idle_at_commit.reset();
     auto has = node.HasExpired(WallMillis());
     if (!has.ok() || !*has) continue;
@@ -92,7 +96,7 @@ asio::awaitable<void> ExpirySweeper(Engine& node, asio::io_context& io, bool* st
       done.cancel();
     });
     co_await done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (swept == 0) idle_at_commit = node.Stats().committed_to_db_index;
+    if (swept == 0) idle_at_commit = CommittedIndex(node);
   }
 }
 

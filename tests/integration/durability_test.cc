@@ -203,23 +203,35 @@ TEST(DurabilityTest, TinyWriteBufferKeepsEveryKeyExactAcrossGenerationsAndRestar
   EXPECT_EQ(info.find("state_db_committed_index:0\r"), std::string::npos) << info;
 }
 
-TEST(DurabilityTest, LogIsCompactedUnderSteadyWrites) {
+// A log small enough (--log-compact-mb 1) that WriteUntilCompacted's load
+// outgrows it.
+Flind::Options CompactingOptions() {
   Flind::Options o;
   o.tcp = false;
   o.extra_args = {"--log-compact-mb", "1", "--apply-commit-ms", "5"};
-  Flind flind(o);
+  return o;
+}
+
+// 3,000 SETs of `value` over keys k0..k49, then waits until the log has
+// been compacted at least once.
+void WriteUntilCompacted(client::Connection& c, const std::string& value) {
+  for (int i = 0; i < 60; ++i) {
+    std::vector<std::vector<std::string>> p;
+    for (int j = 0; j < 50; ++j) p.push_back({"SET", "k" + std::to_string(j), value});
+    ASSERT_TRUE(c.Pipeline(p).ok());
+  }
+  auto info = [&] { return Cmd(c, {"INFO", "persistence"}).str; };
+  EXPECT_TRUE(WaitFor([&] { return info().find("log_compactions:0\r") == std::string::npos; }))
+      << info();
+}
+
+TEST(DurabilityTest, LogIsCompactedUnderSteadyWrites) {
+  Flind flind(CompactingOptions());
   std::string why;
   ASSERT_TRUE(flind.Start(&why)) << why;
   auto c = flind.Connect();
   std::string value(2000, 'v');
-  for (int i = 0; i < 60; ++i) {
-    std::vector<std::vector<std::string>> p;
-    for (int j = 0; j < 50; ++j) p.push_back({"SET", "k" + std::to_string(j), value});
-    ASSERT_TRUE(c->Pipeline(p).ok());
-  }
-  auto info = [&] { return Cmd(*c, {"INFO", "persistence"}).str; };
-  EXPECT_TRUE(WaitFor([&] { return info().find("log_compactions:0\r") == std::string::npos; }))
-      << info();
+  ASSERT_NO_FATAL_FAILURE(WriteUntilCompacted(*c, value));
   Cmd(*c, {"SET", "last", "1"});
   flind.Kill9();
   ASSERT_TRUE(flind.Start(&why)) << why;
@@ -233,10 +245,7 @@ TEST(DurabilityTest, LogIsCompactedUnderSteadyWrites) {
 // still end it, or it pins the WAL, no checkpoint completes past it, and
 // the log is never compacted.
 TEST(DurabilityTest, AnIdleReaderDoesNotHoldBackLogCompaction) {
-  Flind::Options o;
-  o.tcp = false;
-  o.extra_args = {"--log-compact-mb", "1", "--apply-commit-ms", "5"};
-  Flind flind(o);
+  Flind flind(CompactingOptions());
   std::string why;
   ASSERT_TRUE(flind.Start(&why)) << why;
   auto c = flind.Connect();
@@ -244,14 +253,7 @@ TEST(DurabilityTest, AnIdleReaderDoesNotHoldBackLogCompaction) {
   ASSERT_EQ(Cmd(*c, {"DBSIZE"}).integer, 1);      // committed: the buffer is empty
   ASSERT_EQ(Cmd(*c, {"GET", "first"}).str, "1");  // read from state.db
   std::string value(2000, 'v');
-  for (int i = 0; i < 60; ++i) {
-    std::vector<std::vector<std::string>> p;
-    for (int j = 0; j < 50; ++j) p.push_back({"SET", "k" + std::to_string(j), value});
-    ASSERT_TRUE(c->Pipeline(p).ok());
-  }
-  auto info = [&] { return Cmd(*c, {"INFO", "persistence"}).str; };
-  EXPECT_TRUE(WaitFor([&] { return info().find("log_compactions:0\r") == std::string::npos; }))
-      << info();
+  ASSERT_NO_FATAL_FAILURE(WriteUntilCompacted(*c, value));
 }
 
 TEST(DurabilityTest, SecondDaemonOnSameDataDirIsRefused) {
