@@ -522,6 +522,7 @@ ProgramSpec FlindProgramSpec() {
       Value({"--client-output-buffer-limit"}, "BYTES", "Most reply bytes buffered per client"),
       Value({"--timeout"}, "SECONDS", "Close client connections idle SECONDS (0 = never)"),
       Value({"--cache-mb"}, "MIB", "SQLite page cache per connection (apply, reads) in MiB"),
+      Value({"--row-cache-mb"}, "MIB", "Memory for rows point reads fetched (MiB, 0 = off)"),
       Value({"--apply-commit-ms"}, "MS",
             "Start writing applied entries to state.db at least this often"),
       Value({"--write-buffer-mb"}, "MIB", "Most applied writes kept in memory ahead of state.db"),

@@ -338,6 +338,7 @@ Status ClusterNode::Init() {
   log_ = std::move(log).value();
   store::KvStoreOptions kv_opts;
   kv_opts.cache_bytes = opts_.node.cache_bytes;
+  kv_opts.row_cache_bytes = opts_.node.row_cache_bytes;
   auto kv = store::KvStore::Open(dir + "/state.db", kv_opts);
   if (!kv.ok()) return kv.status();
   store_ = std::move(kv).value();

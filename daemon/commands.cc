@@ -446,7 +446,10 @@ std::string Commands::InfoText(std::string_view section) {
       << "\r\nlog_disk_bytes:" << ns.log_disk_bytes << "\r\nlog_syncs:" << ns.log_syncs
       << "\r\nlog_compactions:" << ns.compactions << "\r\napplied_index:" << ns.applied_index
       << "\r\nstate_db_committed_index:" << ns.committed_to_db_index
-      << "\r\nwrite_buffer_bytes:" << ns.write_buffer_bytes << "\r\n\r\n";
+      << "\r\nwrite_buffer_bytes:" << ns.write_buffer_bytes
+      << "\r\nrow_cache_bytes:" << ns.row_cache.bytes << "\r\nrow_cache_rows:" << ns.row_cache.rows
+      << "\r\nrow_cache_hits:" << ns.row_cache.hits
+      << "\r\nrow_cache_misses:" << ns.row_cache.misses << "\r\n\r\n";
   }
   if (all || want == "stats") {
     const ServerStats& st = server_.stats();

@@ -62,6 +62,9 @@ bool ParseConfig(int argc, char** argv, Config* c, int* exit_code) {
   app.add_option("--cache-mb", c->cache_mb,
                  "SQLite page cache per connection (apply, reads) in MiB")
       ->check(CLI::PositiveNumber);
+  app.add_option("--row-cache-mb", c->row_cache_mb,
+                 "Memory for rows GET/MGET read from state.db, answered from memory the next "
+                 "time (MiB; 0 = off)");
   app.add_option("--apply-commit-ms", c->apply_commit_ms,
                  "Start writing applied entries to state.db at least this often (ms)")
       ->check(CLI::PositiveNumber);

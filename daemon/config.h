@@ -28,6 +28,7 @@ struct Config {
 
   // Storage tuning.
   uint64_t cache_mb = 256;         // SQLite page cache
+  uint64_t row_cache_mb = 128;     // rows point reads fetched, kept in memory (0: off)
   uint64_t apply_commit_ms = 50;   // start a write-buffer generation at least this often
   uint64_t write_buffer_mb = 256;  // applied writes buffered in memory before SQLite
   uint64_t log_compact_mb = 256;   // compact the log once it is this big

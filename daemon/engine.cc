@@ -100,7 +100,7 @@ Result<std::vector<std::optional<store::KvStore::Item>>> Engine::ReadKeys(
     std::lock_guard<std::mutex> lock(store_mu_);
     FLIN_RETURN_IF_ERROR(store_->PinRead(*io_reader_, keys, now_ms, want_values, &read));
   }
-  FLIN_RETURN_IF_ERROR(store::KvStore::FinishRead(*io_reader_, keys, now_ms, want_values, &read));
+  FLIN_RETURN_IF_ERROR(store_->FinishRead(*io_reader_, keys, now_ms, want_values, &read));
   return std::move(read.items);
 }
 
@@ -213,6 +213,7 @@ NodeStats Engine::StorageStats(const store::RaftLog& log) {
   st.applied_index = store_->applied_index();
   st.committed_to_db_index = store_->committed_index();
   st.write_buffer_bytes = store_->buffered_bytes();
+  st.row_cache = store_->row_cache_stats();
   return st;
 }
 

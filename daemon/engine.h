@@ -76,6 +76,7 @@ struct NodeStats {
   uint64_t applied_index = 0;
   uint64_t committed_to_db_index = 0;
   uint64_t write_buffer_bytes = 0;
+  store::RowCache::Stats row_cache;
   uint64_t log_first_index = 0;
   uint64_t log_disk_bytes = 0;
   uint64_t compactions = 0;

@@ -120,6 +120,7 @@ int Run(int argc, char** argv) {
   NodeOptions nopts;
   nopts.data_dir = config.data_dir;
   nopts.cache_bytes = static_cast<int64_t>(config.cache_mb) << 20;
+  nopts.row_cache_bytes = static_cast<size_t>(config.row_cache_mb) << 20;
   nopts.apply_commit_ms = static_cast<int64_t>(config.apply_commit_ms);
   nopts.log_compact_bytes = config.log_compact_mb << 20;
   nopts.write_buffer_bytes = static_cast<size_t>(config.write_buffer_mb) << 20;

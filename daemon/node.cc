@@ -22,6 +22,7 @@ Result<std::unique_ptr<Node>> Node::Open(const NodeOptions& options, asio::io_co
   node->log_ = std::move(log).value();
   store::KvStoreOptions kv_opts;
   kv_opts.cache_bytes = options.cache_bytes;
+  kv_opts.row_cache_bytes = options.row_cache_bytes;
   auto kv = store::KvStore::Open(options.data_dir + "/state.db", kv_opts);
   if (!kv.ok()) return kv.status();
   node->store_ = std::move(kv).value();

@@ -35,6 +35,7 @@ namespace flin::daemon {
 struct NodeOptions {
   std::string data_dir;
   int64_t cache_bytes = 256 << 20;
+  size_t row_cache_bytes = 128 << 20;
   int64_t apply_commit_ms = 250;
   // Bound of the store's in-memory write buffer (KvStore, FlushPolicy).
   size_t write_buffer_bytes = 256 << 20;

@@ -151,6 +151,7 @@ Status KvStore::Init(const KvStoreOptions& opts) {
       },
       this);
   cache_bytes_ = opts.cache_bytes;
+  row_cache_ = std::make_unique<RowCache>(opts.row_cache_bytes);
   std::string cache = "PRAGMA cache_size=-" + std::to_string(opts.cache_bytes / 1024);
   FLIN_RETURN_IF_ERROR(Exec(cache.c_str()));
   FLIN_RETURN_IF_ERROR(Exec(kSchema));
@@ -186,8 +187,10 @@ Status KvStore::Init(const KvStoreOptions& opts) {
       "ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
       &upsert_));
   FLIN_RETURN_IF_ERROR(Prepare("DELETE FROM kv WHERE key = ?1", &del_plain_));
-  FLIN_RETURN_IF_ERROR(Prepare(
-      "DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expires_at <= ?1 LIMIT ?2)", &sweep_));
+  FLIN_RETURN_IF_ERROR(
+      Prepare("DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expires_at <= ?1 LIMIT ?2) "
+              "RETURNING key",
+              &sweep_));
   FLIN_RETURN_IF_ERROR(Prepare("SELECT 1 FROM kv WHERE expires_at <= ?1 LIMIT 1", &has_expired_));
   FLIN_RETURN_IF_ERROR(
       Prepare("UPDATE meta SET value = ?1 WHERE name = 'applied_index'", &set_applied_));
@@ -220,7 +223,13 @@ Status KvStore::Commit() {
   if (!in_txn_ && applied_index_ == committed_index_) return Status::Ok();
   FLIN_RETURN_IF_ERROR(CommitTxn(applied_index_));
   committed_index_ = applied_index_;
+  ForgetCachedRows();
   return Status::Ok();
+}
+
+void KvStore::ForgetCachedRows() {
+  row_cache_->Clear();
+  swept_keys_.clear();
 }
 
 // Ends the open transaction, recording that state.db now holds the state
@@ -375,6 +384,7 @@ Status KvStore::RestoreFrom(const std::string& src_path) {
   sqlite3_finalize(q);
   if (applied < 0) return Status::Corruption(src_path + ": no applied_index in the snapshot");
   applied_index_ = committed_index_ = static_cast<uint64_t>(applied);
+  ForgetCachedRows();
   return Status::Ok();
 }
 
@@ -545,6 +555,10 @@ bool KvStore::Freeze() {
   draining_on_ = true;
   draining_index_ = applied_index_;
   draining_unwritten_.store(draining_.rows.bytes(), std::memory_order_relaxed);
+  // Reads pinned from here on find this generation's keys in the buffer;
+  // fills of reads pinned before may hold their old rows and are dropped,
+  // so that CommitFrozen's erase of these keys from the row cache is final.
+  row_cache_->Invalidate();
   return true;
 }
 
@@ -566,6 +580,10 @@ bool KvStore::WriteSlice(size_t max_rows) {
 void KvStore::CommitFrozen() {
   FLIN_CHECK(draining_on_ && draining_.rows.unread() == 0) << "CommitFrozen before the last slice";
   WriteMeta(draining_);
+  // The row cache must not show these keys' old rows once the buffer stops
+  // shadowing them (FinishFrozen). Done here, without the store mutex:
+  // erasing a million keys takes a while.
+  row_cache_->Erase([this](const auto& fn) { draining_.rows.ForEachKey(fn); });
   // SQLite now holds the last commit's state plus every change up to
   // draining_index_: exactly the state after draining_index_. Readers'
   // connections see it from here on; the buffer still holds the same rows
@@ -581,6 +599,14 @@ void KvStore::FinishFrozen() {
   draining_on_ = false;
   draining_unwritten_.store(0, std::memory_order_relaxed);
   committed_index_ = draining_index_;
+  if (!swept_keys_.empty()) {
+    // Readers pinned from now on see the sweeps' deletions; a fill from one
+    // pinned before could still bring back a swept row, so it is dropped,
+    // and rows filled until now are erased.
+    row_cache_->Invalidate();
+    for (const std::string& k : swept_keys_) row_cache_->EraseOne(k);
+    swept_keys_.clear();
+  }
 }
 
 bool KvStore::FlushStep(size_t max_rows, bool start) {
@@ -800,6 +826,7 @@ ApplyResult KvStore::Apply(uint64_t index, const Command& cmd) {
       Status s = CommitTxn(index);
       FLIN_CHECK(s.ok()) << "state.db commit failed: " << s.ToString();
       committed_index_ = index;
+      ForgetCachedRows();
       return r;
     }
     case Op::kSweep:
@@ -846,8 +873,13 @@ ApplyResult KvStore::ApplyOp(const Command& cmd) {
       StmtGuard g(sweep_);
       sqlite3_bind_int64(sweep_, 1, cmd.now_ms);
       sqlite3_bind_int64(sweep_, 2, cmd.arg);
-      FLIN_CHECK(sqlite3_step(sweep_) == SQLITE_DONE) << SqlError("sweep").ToString();
-      int64_t n = sqlite3_changes(db_);
+      int64_t n = 0;
+      int rc;
+      while ((rc = sqlite3_step(sweep_)) == SQLITE_ROW) {
+        n++;
+        if (row_cache_->enabled()) swept_keys_.emplace_back(ColumnBlob(sweep_, 0));
+      }
+      FLIN_CHECK(rc == SQLITE_DONE) << SqlError("sweep").ToString();
       // Staging areas of abandoned imports go too (deterministic: entry time).
       sqlite3_stmt* s = nullptr;
       FLIN_CHECK(sqlite3_prepare_v2(db_,
@@ -967,6 +999,13 @@ Status KvStore::PinRead(Reader& r, const std::vector<std::string_view>& keys, in
   out->buffered.assign(keys.size(), 0);
   out->pinned = false;
   out->value_bytes = 0;
+  auto take = [&](size_t i, bool live, std::string_view value, int64_t expires_at) {
+    out->buffered[i] = 1;
+    if (!live) return true;
+    out->items[i] = Item{want_values ? std::string(value) : std::string(), expires_at};
+    out->value_bytes += out->items[i]->value.size();
+    return out->value_bytes <= out->max_value_bytes;
+  };
   bool miss = false;
   for (size_t i = 0; i < keys.size(); ++i) {
     auto p = FindPending(keys[i]);
@@ -974,11 +1013,26 @@ Status KvStore::PinRead(Reader& r, const std::vector<std::string_view>& keys, in
       miss = true;
       continue;
     }
-    out->buffered[i] = 1;
-    if (!p->deleted && Live(p->expires_at, now_ms)) {
-      out->items[i] = Item{want_values ? std::string(p->value) : std::string(), p->expires_at};
-      out->value_bytes += out->items[i]->value.size();
-      if (out->value_bytes > out->max_value_bytes) return ValueBudgetExceeded(*out);
+    if (!take(i, !p->deleted && Live(p->expires_at, now_ms), p->value, p->expires_at)) {
+      return ValueBudgetExceeded(*out);
+    }
+  }
+  if (miss && row_cache_->enabled()) {
+    // The cache holds committed rows: it answers for exactly the keys the
+    // buffer does not shadow, with the state SQLite would give.
+    miss = false;
+    RowCache::Lock cache(*row_cache_);
+    out->cache_generation = cache.generation();
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (out->buffered[i]) continue;
+      auto c = cache.Find(keys[i]);
+      if (!c) {
+        miss = true;
+        continue;
+      }
+      if (!take(i, c->present && Live(c->expires_at, now_ms), c->value, c->expires_at)) {
+        return ValueBudgetExceeded(*out);
+      }
     }
   }
   if (!miss) return Status::Ok();
@@ -1015,6 +1069,10 @@ Status KvStore::FinishRead(Reader& r, const std::vector<std::string_view>& keys,
                            bool want_values, PointRead* out) {
   if (!out->pinned) return Status::Ok();
   out->pinned = false;
+  // Rows fetched here that the cache can answer for later: absent keys, and
+  // live ones with their value (an expired row is left out: it would need
+  // its value should the clock go back).
+  std::vector<size_t> fills;
   for (size_t i = 0; i < keys.size(); ++i) {
     if (out->buffered[i]) continue;
     StmtGuard g(r.get_);
@@ -1026,11 +1084,23 @@ Status KvStore::FinishRead(Reader& r, const std::vector<std::string_view>& keys,
         out->items[i] = Item{want_values ? std::string(ColumnBlob(r.get_, 0)) : std::string(), exp};
         out->value_bytes += out->items[i]->value.size();
         if (out->value_bytes > out->max_value_bytes) return ValueBudgetExceeded(*out);
+        if (want_values) fills.push_back(i);
       }
-    } else if (rc != SQLITE_DONE) {
+    } else if (rc == SQLITE_DONE) {
+      fills.push_back(i);
+    } else {
       Status st = Status::IOError(std::string("read: ") + sqlite3_errmsg(r.db_));
       r.Release();
       return st;
+    }
+  }
+  if (!fills.empty() && row_cache_->enabled()) {
+    RowCache::Lock cache(*row_cache_);
+    for (size_t i : fills) {
+      const auto& item = out->items[i];
+      RowCache::Row row;
+      if (item) row = RowCache::Row{true, item->expires_at, item->value};
+      cache.Fill(out->cache_generation, keys[i], row);
     }
   }
   return Status::Ok();

@@ -55,12 +55,14 @@
 
 #include "base/status.h"
 #include "store/command.h"
+#include "store/row_cache.h"
 #include "store/row_set.h"
 
 namespace flin::store {
 
 struct KvStoreOptions {
-  int64_t cache_bytes = 64 << 20;  // SQLite page cache, of the main connection and each Reader
+  int64_t cache_bytes = 64 << 20;     // SQLite page cache, of the main connection and each Reader
+  size_t row_cache_bytes = 64 << 20;  // rows point reads fetched (RowCache); 0: none
 };
 
 class KvStore {
@@ -180,6 +182,8 @@ class KvStore {
   // that transaction. The result
   // is the state when PinRead ran, across all keys (MGET stays atomic), and
   // no slice or commit of the background flush ever holds a reader up.
+  // Rows of committed state read before are answered from the RowCache in
+  // PinRead (no SQLite at all); FinishRead adds what it fetched to it.
   // items[i]: the live value (empty unless want_values) and expiry of
   // keys[i], or nullopt. The Reader keeps its read transaction between reads
   // until a commit makes it stale; call Release() after commits (the daemon
@@ -203,8 +207,9 @@ class KvStore {
   Result<std::unique_ptr<Reader>> OpenReader();
   struct PointRead {
     std::vector<std::optional<Item>> items;
-    std::vector<uint8_t> buffered;  // items[i] came from the buffer
+    std::vector<uint8_t> buffered;  // items[i] came from the buffer or the row cache
     bool pinned = false;            // FinishRead has keys to look up on the Reader
+    uint64_t cache_generation = 0;  // RowCache::generation() when pinned
     // Set by the caller: once the values copied exceed it, the read stops
     // with a kLimit status.
     size_t max_value_bytes = SIZE_MAX;
@@ -212,8 +217,9 @@ class KvStore {
   };
   Status PinRead(Reader& r, const std::vector<std::string_view>& keys, int64_t now_ms,
                  bool want_values, PointRead* out);
-  static Status FinishRead(Reader& r, const std::vector<std::string_view>& keys, int64_t now_ms,
-                           bool want_values, PointRead* out);
+  Status FinishRead(Reader& r, const std::vector<std::string_view>& keys, int64_t now_ms,
+                    bool want_values, PointRead* out);
+  RowCache::Stats row_cache_stats() const { return row_cache_->stats(); }
   // Whether committed state.db holds an expired row (a hint for sweeps;
   // without the mutex). Expired rows still in the buffer are not counted:
   // sweeps delete rows SQLite holds (see Apply).
@@ -341,6 +347,16 @@ class KvStore {
   std::atomic<size_t> draining_unwritten_{0};
 
   std::vector<RowSet::Row> scratch_;  // rows being written by WriteRows
+
+  // Committed rows for point reads (see RowCache for how it stays equal to
+  // committed state). Keys that sweeps deleted in the open transaction are
+  // erased once it commits: sweeps delete expired rows, which reads already
+  // treat as absent, but a cached copy would come back if the clock did.
+  std::unique_ptr<RowCache> row_cache_;
+  std::vector<std::string> swept_keys_;
+  // After a commit that rewrote rows nobody tracked (FLUSHALL, imports,
+  // Commit(), a restore): the cache may hold any of them.
+  void ForgetCachedRows();
 
   sqlite3_stmt* get_ = nullptr;
   sqlite3_stmt* upsert_ = nullptr;

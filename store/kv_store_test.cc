@@ -377,7 +377,7 @@ TEST_F(KvStoreTest, FlushPhasesRunBesideReaders) {
     std::vector<std::string_view> ks = {keys[i], keys[(i + 1) % n], "absent"};
     KvStore::PointRead read;
     ASSERT_TRUE(store_->PinRead(**reader, ks, 1000, true, &read).ok());
-    ASSERT_TRUE(KvStore::FinishRead(**reader, ks, 1000, true, &read).ok());
+    ASSERT_TRUE(store_->FinishRead(**reader, ks, 1000, true, &read).ok());
     ASSERT_TRUE(read.items[0].has_value()) << ks[0];
     EXPECT_EQ(read.items[0]->value, ks[0]);
     EXPECT_EQ(read.items[1]->value, ks[1]);
@@ -409,19 +409,24 @@ TEST_F(KvStoreTest, PointReadIsOneStateAcrossKeys) {
   Do(Op::kMSet, {"a", "2", "b", "2"});  // one batch: both or neither
   while (!store_->FlushStep(1, true)) {
   }
-  ASSERT_TRUE(KvStore::FinishRead(**reader, ks, 1000, true, &read).ok());
+  ASSERT_TRUE(store_->FinishRead(**reader, ks, 1000, true, &read).ok());
   EXPECT_EQ(read.items[0]->value, "1");
   EXPECT_EQ(read.items[1]->value, "1");
   // A new read sees the batch whole.
   ASSERT_TRUE(store_->PinRead(**reader, ks, 1000, true, &read).ok());
-  ASSERT_TRUE(KvStore::FinishRead(**reader, ks, 1000, true, &read).ok());
+  ASSERT_TRUE(store_->FinishRead(**reader, ks, 1000, true, &read).ok());
   EXPECT_EQ(read.items[0]->value, "2");
   EXPECT_EQ(read.items[1]->value, "2");
-  // Values past the caller's budget stop the read: in the buffer, and in
-  // state.db.
+  // Values past the caller's budget stop the read: in state.db, in the row
+  // cache (a and b are cached now) and in the buffer.
+  Do(Op::kMSet, {"c", "4", "d", "4"});
+  while (!store_->FlushStep(1, true)) {
+  }
   read.max_value_bytes = 1;
-  ASSERT_TRUE(store_->PinRead(**reader, ks, 1000, true, &read).ok());
-  EXPECT_EQ(KvStore::FinishRead(**reader, ks, 1000, true, &read).code(), Status::Code::kLimit);
+  std::vector<std::string_view> cd = {"c", "d"};
+  ASSERT_TRUE(store_->PinRead(**reader, cd, 1000, true, &read).ok());
+  EXPECT_EQ(store_->FinishRead(**reader, cd, 1000, true, &read).code(), Status::Code::kLimit);
+  EXPECT_EQ(store_->PinRead(**reader, ks, 1000, true, &read).code(), Status::Code::kLimit);
   Do(Op::kSet, {"a", "3"});
   Do(Op::kSet, {"b", "3"});
   EXPECT_EQ(store_->PinRead(**reader, ks, 1000, true, &read).code(), Status::Code::kLimit);
@@ -431,11 +436,123 @@ TEST_F(KvStoreTest, PointReadIsOneStateAcrossKeys) {
   Do(Op::kDel, {"a"});
   std::vector<std::string_view> ks2 = {"a", "t", "b"};
   ASSERT_TRUE(store_->PinRead(**reader, ks2, 2000, false, &read).ok());
-  ASSERT_TRUE(KvStore::FinishRead(**reader, ks2, 2000, false, &read).ok());
+  ASSERT_TRUE(store_->FinishRead(**reader, ks2, 2000, false, &read).ok());
   EXPECT_FALSE(read.items[0].has_value());
   EXPECT_FALSE(read.items[1].has_value());
   ASSERT_TRUE(read.items[2].has_value());
   EXPECT_EQ(read.items[2]->value, "");
+}
+
+// What a point read through `r` returns for each key ("" for a key read
+// without its value).
+std::vector<std::optional<std::string>> PointRead(KvStore& kv, KvStore::Reader& r,
+                                                  std::vector<std::string_view> keys, int64_t now,
+                                                  bool want_values = true) {
+  KvStore::PointRead read;
+  EXPECT_TRUE(kv.PinRead(r, keys, now, want_values, &read).ok());
+  EXPECT_TRUE(kv.FinishRead(r, keys, now, want_values, &read).ok());
+  std::vector<std::optional<std::string>> out;
+  for (auto& item : read.items) {
+    out.push_back(item ? std::optional<std::string>(item->value) : std::nullopt);
+  }
+  return out;
+}
+
+using Values = std::vector<std::optional<std::string>>;
+
+// The row cache answers repeated reads of committed rows, and what it
+// answers follows every generation commit.
+TEST_F(KvStoreTest, RowCacheAnswersRepeatedReadsAndFollowsCommits) {
+  Do(Op::kMSet, {"a", "1", "b", "1"});
+  ASSERT_TRUE(store_->Commit().ok());
+  auto reader = store_->OpenReader();
+  ASSERT_TRUE(reader.ok());
+  EXPECT_EQ(PointRead(*store_, **reader, {"a", "b", "none"}, 1000), (Values{"1", "1", {}}));
+  auto before = store_->row_cache_stats();
+  EXPECT_EQ(before.rows, 3u);  // absent keys too
+  KvStore::PointRead read;
+  std::vector<std::string_view> ks = {"a", "b", "none"};
+  ASSERT_TRUE(store_->PinRead(**reader, ks, 1000, true, &read).ok());
+  EXPECT_FALSE(read.pinned);  // all three answered without SQLite
+  EXPECT_EQ(store_->row_cache_stats().hits, before.hits + 3);
+  // Overwrite, delete and create, committed: the cache shows none of the
+  // old rows afterwards.
+  Do(Op::kSet, {"a", "2"});
+  Do(Op::kDel, {"b"});
+  Do(Op::kSet, {"none", "3"});
+  EXPECT_EQ(PointRead(*store_, **reader, {"a", "b", "none"}, 1000), (Values{"2", {}, "3"}));
+  while (!store_->FlushStep(1, true)) {
+  }
+  EXPECT_EQ(PointRead(*store_, **reader, {"a", "b", "none"}, 1000), (Values{"2", {}, "3"}));
+  EXPECT_EQ(PointRead(*store_, **reader, {"a", "b", "none"}, 1000), (Values{"2", {}, "3"}));
+  // Expiry is decided at read time, also for cached rows; EXISTS-style reads
+  // (no values) are answered too.
+  Do(Op::kSet, {"t", "x"}, 1500);
+  ASSERT_TRUE(store_->Commit().ok());
+  EXPECT_EQ(PointRead(*store_, **reader, {"t"}, 1000), (Values{"x"}));
+  EXPECT_EQ(PointRead(*store_, **reader, {"t"}, 1000), (Values{"x"}));
+  EXPECT_EQ(PointRead(*store_, **reader, {"t"}, 1500), (Values{{}}));
+  EXPECT_EQ(PointRead(*store_, **reader, {"t", "a"}, 1000, false), (Values{"", ""}));
+}
+
+// A sweep deletes expired rows in the open transaction. Once that commits,
+// the row is gone from the cache as from SQLite: a clock set back must not
+// bring the value back from memory alone.
+TEST_F(KvStoreTest, SweptRowsLeaveTheRowCache) {
+  Do(Op::kSet, {"t", "x"}, 1500);
+  ASSERT_TRUE(store_->Commit().ok());
+  auto reader = store_->OpenReader();
+  ASSERT_TRUE(reader.ok());
+  EXPECT_EQ(PointRead(*store_, **reader, {"t"}, 1000), (Values{"x"}));  // cached
+  EXPECT_EQ(Do(Op::kSweep, {}, 100, 0, 2000).n, 1);
+  while (!store_->FlushStep(100, true)) {
+  }
+  auto v = store_->Get("t", 1000);  // SQLite: no row left
+  ASSERT_TRUE(v.ok());
+  EXPECT_FALSE(v->has_value());
+  EXPECT_EQ(PointRead(*store_, **reader, {"t"}, 1000), (Values{{}}));
+}
+
+// Commits that rewrite rows wholesale (FLUSHALL, an import, a snapshot
+// restore) leave nothing stale in the cache.
+TEST_F(KvStoreTest, WholesaleRewritesEmptyTheRowCache) {
+  Do(Op::kSet, {"a", "1"});
+  ASSERT_TRUE(store_->Commit().ok());
+  std::string backup = dir_ + "/backup.db";
+  ASSERT_TRUE(KvStore::BackupTo(dir_ + "/state.db", backup).ok());
+  auto reader = store_->OpenReader();
+  ASSERT_TRUE(reader.ok());
+  EXPECT_EQ(PointRead(*store_, **reader, {"a", "i"}, 1000), (Values{"1", {}}));
+  Do(Op::kFlushAll, {});
+  EXPECT_EQ(PointRead(*store_, **reader, {"a", "i"}, 1000), (Values{{}, {}}));
+  EXPECT_EQ(Do(Op::kImportBegin, {"imp"}).kind, ApplyResult::Kind::kOk);
+  EXPECT_EQ(Do(Op::kImportAdd, {"imp", "i", "imported", "0"}).n, 1);
+  EXPECT_EQ(PointRead(*store_, **reader, {"a", "i"}, 1000), (Values{{}, {}}));
+  EXPECT_EQ(Do(Op::kImportCommit, {"imp"}).n, 1);
+  EXPECT_EQ(PointRead(*store_, **reader, {"a", "i"}, 1000), (Values{{}, "imported"}));
+  ASSERT_TRUE(store_->RestoreFrom(backup).ok());
+  EXPECT_EQ(PointRead(*store_, **reader, {"a", "i"}, 1000), (Values{"1", {}}));
+}
+
+// --row-cache-mb 0: reads go to SQLite every time, with the same answers.
+TEST_F(KvStoreTest, ReadsWorkWithoutTheRowCache) {
+  store_.reset();
+  KvStoreOptions opts;
+  opts.row_cache_bytes = 0;
+  auto r = KvStore::Open(dir_ + "/state.db", opts);
+  ASSERT_TRUE(r.ok());
+  store_ = std::move(r).value();
+  Do(Op::kSet, {"a", "1"});
+  ASSERT_TRUE(store_->Commit().ok());
+  auto reader = store_->OpenReader();
+  ASSERT_TRUE(reader.ok());
+  EXPECT_EQ(PointRead(*store_, **reader, {"a", "b"}, 1000), (Values{"1", {}}));
+  KvStore::PointRead read;
+  std::vector<std::string_view> ks = {"a"};
+  ASSERT_TRUE(store_->PinRead(**reader, ks, 1000, true, &read).ok());
+  EXPECT_TRUE(read.pinned);
+  ASSERT_TRUE(store_->FinishRead(**reader, ks, 1000, true, &read).ok());
+  EXPECT_EQ(store_->row_cache_stats().rows, 0u);
 }
 
 TEST_F(KvStoreTest, ScanWalksInKeyOrderWithPrefix) {

@@ -148,4 +148,10 @@ bool RowSet::NextInOrder(size_t max_rows, std::vector<Row>* out) {
 
 void RowSet::Clear() { *this = RowSet(); }
 
+void RowSet::ForEachKey(const std::function<void(std::string_view)>& fn) const {
+  for (const Slot& s : slots_) {
+    if (s.rec) fn(s.rec->key());
+  }
+}
+
 }  // namespace flin::store

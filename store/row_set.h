@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -62,6 +63,9 @@ class RowSet {
   bool NextInOrder(size_t max_rows, std::vector<Row>* out);
   // Rows not yet handed out by NextInOrder.
   size_t unread() const { return count_ - next_; }
+
+  // Calls fn(key) for each distinct key, in no particular order.
+  void ForEachKey(const std::function<void(std::string_view)>& fn) const;
 
   // Drops every row and frees the arena.
   void Clear();
