@@ -239,8 +239,12 @@ asio::awaitable<void> Session::Run() {
     bool close = false;
     while (!close && !shutdown_) {
       EnsureReadSpace(parser_.BytesMissing(in_len_));
-      size_t n = co_await socket_.async_read_some(
-          asio::buffer(in_.get() + in_len_, in_cap_ - in_len_), asio::use_awaitable);
+      const size_t space = in_cap_ - in_len_;
+      size_t n = co_await socket_.async_read_some(asio::buffer(in_.get() + in_len_, space),
+                                                  asio::use_awaitable);
+      // A read that left room drained the socket: no need to ask the kernel
+      // below whether more is waiting (an ioctl per request at -P 1).
+      const bool drained = n < space;
       in_len_ += n;
       bytes_read_ += n;
       last_active_ms_ = MonoMillis();
@@ -298,7 +302,7 @@ asio::awaitable<void> Session::Run() {
         // progress is relative to the command start, so it stays valid.
         if (in_len_) std::memmove(in_.get(), in_.get() + pos, in_len_);
       }
-      if (pending_ > 0 && !close) {
+      if (pending_ > 0 && !close && !drained) {
         // More of this client's pipeline is already here: read and propose
         // it too, so one group commit covers it, instead of waiting for
         // these writes first. Bounded, so replies keep flowing.
