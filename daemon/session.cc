@@ -265,6 +265,9 @@ asio::awaitable<void> Session::Run() {
         pos += consumed;
         if (args_.empty()) continue;
         const net::CommandSpec* spec = net::FindCommand(args_[0]);
+        if (spec && (spec->flags & net::kCmdAfterOwnWrites) && pending_ > 0) {
+          co_await WaitPending();
+        }
         if (spec && (spec->flags & net::kCmdRead)) {
           if (pending_ > 0) co_await WaitPending();
           // Cluster mode: a linearizable read needs a barrier requested

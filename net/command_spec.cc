@@ -8,7 +8,8 @@
 namespace flin::net {
 namespace {
 
-constexpr uint32_t R = kCmdRead, W = kCmdWrite, A = kCmdAdmin, N = kCmdNoAuth, C = kCmdConnection;
+constexpr uint32_t R = kCmdRead, W = kCmdWrite, A = kCmdAdmin, N = kCmdNoAuth, C = kCmdConnection,
+                   O = kCmdAfterOwnWrites;
 
 constexpr std::array kCommands = std::to_array<CommandSpec>({
     // connection
@@ -25,7 +26,8 @@ constexpr std::array kCommands = std::to_array<CommandSpec>({
     // server
     {"command", -1, A, 0, 0, 0, "server", "COMMAND [COUNT | DOCS | INFO name ...]",
      "Describe the command table"},
-    {"info", -1, A, 0, 0, 0, "server", "INFO [section]", "Server, storage and replication state"},
+    {"info", -1, A | O, 0, 0, 0, "server", "INFO [section]",
+     "Server, storage and replication state"},
     {"dbsize", 1, R, 0, 0, 0, "server", "DBSIZE", "Number of live keys"},
     {"flushall", -1, W, 0, 0, 0, "server", "FLUSHALL [SYNC | ASYNC]", "Delete every key"},
     {"shutdown", -1, A, 0, 0, 0, "server", "SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE]",

@@ -17,6 +17,11 @@ enum CommandFlag : uint32_t {
   kCmdAdmin = 1u << 2,       // server / cluster administration
   kCmdNoAuth = 1u << 3,      // allowed before AUTH (AUTH HELLO PING QUIT)
   kCmdConnection = 1u << 4,  // touches only the connection (PING ECHO QUIT ...)
+  // Runs after this connection's earlier writes are applied, like a read,
+  // but without a read's leader round trip in a cluster (INFO: its key
+  // count includes a SET pipelined before it, and a node cut off from the
+  // leader still answers it).
+  kCmdAfterOwnWrites = 1u << 5,
 };
 
 struct CommandSpec {

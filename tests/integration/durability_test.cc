@@ -471,12 +471,20 @@ TEST(DurabilityTest, RangeReadsCommitTheWriteBufferFirst) {
   EXPECT_GE(info_field("state_db_committed_index"), applied);
 
   // A write pipelined ahead of a range read on the same connection is in it.
-  auto piped = c->Pipeline({{"SET", "r:piped", "v"}, {"DBSIZE"}, {"KEYS", "r:pipe*"}});
+  auto piped = c->Pipeline({{"SET", "r:piped", "v"},
+                            {"DBSIZE"},
+                            {"KEYS", "r:pipe*"},
+                            {"SET", "r:piped2", "v"},
+                            {"INFO", "keyspace"}});
   ASSERT_TRUE(piped.ok());
   want.insert("r:piped");
   EXPECT_EQ((*piped)[1].integer, static_cast<int64_t>(want.size()));
   ASSERT_EQ((*piped)[2].elements.size(), 1u);
   EXPECT_EQ((*piped)[2].elements[0].str, "r:piped");
+  want.insert("r:piped2");
+  EXPECT_NE((*piped)[4].str.find("db0:keys=" + std::to_string(want.size()) + ","),
+            std::string::npos)
+      << (*piped)[4].str;
 
   ASSERT_EQ(Cmd(*c, {"SET", "r:late", "v"}).str, "OK");
   want.insert("r:late");
