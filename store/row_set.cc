@@ -21,6 +21,15 @@ struct RowSet::Record {
 namespace {
 constexpr size_t kChunkBytes = 1 << 20;
 constexpr size_t kAlign = alignof(std::max_align_t);
+// Rows fetched ahead of the one being read when walking rows out of arena
+// order: enough misses in flight to hide memory latency.
+constexpr size_t kPrefetchAhead = 16;
+// A row's header and the start of its key (the part Sort reads).
+void PrefetchRow(const void* rec) {
+  if (!rec) return;
+  __builtin_prefetch(rec);
+  __builtin_prefetch(static_cast<const char*>(rec) + 64);
+}
 }  // namespace
 
 uint64_t RowSet::Hash(std::string_view key) { return std::hash<std::string_view>{}(key); }
@@ -122,8 +131,15 @@ void RowSet::Sort() {
     };
     std::vector<Item> items;
     items.reserve(count_);
-    for (const Slot& s : slots_) {
-      if (s.rec) items.push_back(Item{prefix(s.rec->key(), 0), prefix(s.rec->key(), 8), s.rec});
+    // The slots point at rows all over the arena: each read of a key is a
+    // cache miss (89% of this function in a profile, a quarter of a
+    // follower's CPU under MSET load). Prefetching rows a few slots ahead
+    // lets those misses overlap instead of queueing.
+    const size_t n = slots_.size();
+    for (size_t i = 0; i < n; ++i) {
+      if (i + kPrefetchAhead < n) PrefetchRow(slots_[i + kPrefetchAhead].rec);
+      const Record* r = slots_[i].rec;
+      if (r) items.push_back(Item{prefix(r->key(), 0), prefix(r->key(), 8), r});
     }
     // Zero padding makes "ab" and "ab\0" tie on the prefix; the full key
     // compare orders them (shorter first), as it does every other tie.
@@ -141,8 +157,11 @@ void RowSet::Sort() {
 
 bool RowSet::NextInOrder(size_t max_rows, std::vector<Row>* out) {
   Sort();
-  for (size_t n = 0; n < max_rows && next_ < order_.size(); ++n)
+  // Key order is arena order only by chance: prefetch as Sort does.
+  for (size_t n = 0; n < max_rows && next_ < order_.size(); ++n) {
+    if (next_ + kPrefetchAhead < order_.size()) PrefetchRow(order_[next_ + kPrefetchAhead]);
     out->push_back(ToRow(order_[next_++]));
+  }
   return next_ < order_.size();
 }
 
