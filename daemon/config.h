@@ -29,7 +29,11 @@ struct Config {
   // Storage tuning.
   uint64_t cache_mb = 256;         // SQLite page cache
   uint64_t row_cache_mb = 128;     // rows point reads fetched, kept in memory (0: off)
-  uint64_t apply_commit_ms = 50;   // start a write-buffer generation at least this often
+  // Start a write-buffer generation at least this often. Longer generations
+  // write a key rewritten within one to SQLite once: at 50 ms, cluster
+  // MSET(100) over 100k keys upserted nearly every write and spent up to 7
+  // us of CPU per key (3.7-4.2 at 250 ms; docs/PERFORMANCE.md).
+  uint64_t apply_commit_ms = 250;
   uint64_t write_buffer_mb = 256;  // applied writes buffered in memory before SQLite
   uint64_t log_compact_mb = 256;   // compact the log once it is this big
 
