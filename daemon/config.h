@@ -27,8 +27,8 @@ struct Config {
   uint64_t timeout_seconds = 0;  // idle client timeout; 0 = never (Redis' default)
 
   // Storage tuning.
-  uint64_t cache_mb = 256;         // SQLite page cache
-  uint64_t row_cache_mb = 128;     // rows point reads fetched, kept in memory (0: off)
+  uint64_t cache_mb = 256;      // SQLite page cache
+  uint64_t row_cache_mb = 128;  // rows point reads fetched, kept in memory (0: off)
   // Start a write-buffer generation at least this often. Longer generations
   // write a key rewritten within one to SQLite once: at 50 ms, cluster
   // MSET(100) over 100k keys upserted nearly every write and spent up to 7
