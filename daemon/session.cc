@@ -265,11 +265,10 @@ asio::awaitable<void> Session::Run() {
         pos += consumed;
         if (args_.empty()) continue;
         const net::CommandSpec* spec = net::FindCommand(args_[0]);
-        if (spec && (spec->flags & net::kCmdAfterOwnWrites) && pending_ > 0) {
+        if (spec && (spec->flags & (net::kCmdRead | net::kCmdAfterOwnWrites)) && pending_ > 0) {
           co_await WaitPending();
         }
         if (spec && (spec->flags & net::kCmdRead)) {
-          if (pending_ > 0) co_await WaitPending();
           // Cluster mode: a linearizable read needs a barrier requested
           // after the read arrived; one barrier covers every command that
           // had arrived when it was requested (a pipeline of reads shares it).

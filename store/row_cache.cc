@@ -44,7 +44,7 @@ void RowCache::Lock::Fill(uint64_t generation, std::string_view key, const Row& 
              static_cast<uint32_t>(key.size()),
              static_cast<uint32_t>(row.value.size()),
              row.expires_at,
-             static_cast<uint32_t>(c.clock_.size()),
+             /*clock_pos=*/0,  // set below, once evictions have settled clock_
              row.present,
              false};
   char* d = reinterpret_cast<char*>(e + 1);
