@@ -1188,6 +1188,64 @@ void ClusterNode::SendMessage(const raft::Message& m) {
   if (!transport_->Send(m.to, std::move(out), prio)) raft_->ReportUnreachable(m.to);
 }
 
+// Hands committed entries to the apply thread, completing the requests this
+// leader proposed for them and following configuration changes.
+void ClusterNode::DispatchCommitted(std::vector<raft::Entry>::iterator begin,
+                                    std::vector<raft::Entry>::iterator end) {
+  if (begin == end) return;
+  std::vector<ApplyItem> items;
+  bool conf_changed = false;
+  items.reserve(end - begin);
+  for (auto it_e = begin; it_e != end; ++it_e) {
+    raft::Entry& e = *it_e;
+    ApplyItem item;
+    auto it = pending_.find(e.index);
+    if (it != pending_.end()) {
+      if (it->second.term == e.term) {
+        Pending p = std::move(it->second);
+        if (p.what == What::kWrite) {
+          item.done = std::move(p.done);
+        } else {
+          uint64_t value = p.value;
+          item.done = [value, done = std::move(p.done)](Outcome o) {
+            o.value = value;
+            done(std::move(o));
+          };
+        }
+      } else {
+        it->second.done(
+            Failed("TRYAGAIN leadership changed before the write committed; it was not applied"));
+      }
+      pending_.erase(it);
+    }
+    if (e.type == raft::EntryType::kConfChange) {
+      conf_changed = true;
+      // Peers must be reachable as soon as the core counts them.
+      raft::ConfChange cc;
+      if (raft::DecodeConfChange(e.data, &cc).ok()) {
+        if (cc.type == raft::ConfChangeType::kRemoveNode) {
+          members_.erase(cc.node);
+          if (cc.node != node_id_) transport_->RemovePeer(cc.node);
+          if (cc.node == node_id_) {
+            LOG_WARN << "this node (" << node_id_ << ") was removed from the cluster";
+          }
+        } else if (!cc.context.empty()) {
+          members_[cc.node] = cc.context;
+          if (cc.node != node_id_) transport_->SetPeer(cc.node, cc.context);
+        }
+      }
+    }
+    item.entry = std::move(e);
+    items.push_back(std::move(item));
+  }
+  {
+    std::lock_guard<std::mutex> lock(apply_mu_);
+    to_apply_.push_back(std::move(items));
+    apply_cv_.notify_one();
+  }
+  if (conf_changed) PublishInfo();
+}
+
 void ClusterNode::HandleReady(raft::Ready& rd) {
   if (rd.snapshot) {
     InstallSnapshot(*rd.snapshot);
@@ -1203,6 +1261,21 @@ void ClusterNode::HandleReady(raft::Ready& rd) {
       later.push_back(&m);
     }
   }
+  // Committed entries this node already holds durably (all but those in
+  // this Ready's own entries) go to the apply thread before this Ready's
+  // fsync: they are durable on a quorum, so replying to their clients need
+  // not wait for the disk write of newer entries. Entries at and after
+  // rd.entries' first index are applied only once synced here, so state.db
+  // never records an applied index beyond this node's durable log.
+  size_t early = rd.committed_entries.size();
+  if (!rd.entries.empty()) {
+    uint64_t first_new = rd.entries.front().index;
+    early = 0;
+    while (early < rd.committed_entries.size() && rd.committed_entries[early].index < first_new) {
+      early++;
+    }
+  }
+  DispatchCommitted(rd.committed_entries.begin(), rd.committed_entries.begin() + early);
   if (!rd.entries.empty() || rd.hard_state) {
     if (!rd.entries.empty()) {
       std::vector<store::LogEntry> entries;
@@ -1226,58 +1299,9 @@ void ClusterNode::HandleReady(raft::Ready& rd) {
   }
   for (raft::Message* m : later) SendMessage(*m);
   for (const raft::SnapshotSend& s : rd.snapshot_sends) StartSnapshotStream(s);
-  if (!rd.committed_entries.empty()) {
-    std::vector<ApplyItem> items;
-    bool conf_changed = false;
-    items.reserve(rd.committed_entries.size());
-    for (raft::Entry& e : rd.committed_entries) {
-      ApplyItem item;
-      auto it = pending_.find(e.index);
-      if (it != pending_.end()) {
-        if (it->second.term == e.term) {
-          Pending p = std::move(it->second);
-          if (p.what == What::kWrite) {
-            item.done = std::move(p.done);
-          } else {
-            uint64_t value = p.value;
-            item.done = [value, done = std::move(p.done)](Outcome o) {
-              o.value = value;
-              done(std::move(o));
-            };
-          }
-        } else {
-          it->second.done(
-              Failed("TRYAGAIN leadership changed before the write committed; it was not applied"));
-        }
-        pending_.erase(it);
-      }
-      if (e.type == raft::EntryType::kConfChange) {
-        conf_changed = true;
-        // Peers must be reachable as soon as the core counts them.
-        raft::ConfChange cc;
-        if (raft::DecodeConfChange(e.data, &cc).ok()) {
-          if (cc.type == raft::ConfChangeType::kRemoveNode) {
-            members_.erase(cc.node);
-            if (cc.node != node_id_) transport_->RemovePeer(cc.node);
-            if (cc.node == node_id_) {
-              LOG_WARN << "this node (" << node_id_ << ") was removed from the cluster";
-            }
-          } else if (!cc.context.empty()) {
-            members_[cc.node] = cc.context;
-            if (cc.node != node_id_) transport_->SetPeer(cc.node, cc.context);
-          }
-        }
-      }
-      item.entry = std::move(e);
-      items.push_back(std::move(item));
-    }
-    {
-      std::lock_guard<std::mutex> lock(apply_mu_);
-      to_apply_.push_back(std::move(items));
-      apply_cv_.notify_one();
-    }
-    if (conf_changed) PublishInfo();
-  }
+  // The rest of the committed entries: those that only became durable here
+  // (a follower learns the commit index with the entries themselves).
+  DispatchCommitted(rd.committed_entries.begin() + early, rd.committed_entries.end());
   for (raft::ReadState& rs : rd.read_states) {
     Reader r(rs.context);
     uint64_t ctx;

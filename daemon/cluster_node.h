@@ -174,6 +174,8 @@ class ClusterNode : public Engine {
   void ProposeAdmin(Request& r);
   void Forward(Request r);
   void HandleReady(raft::Ready& rd);
+  void DispatchCommitted(std::vector<raft::Entry>::iterator begin,
+                         std::vector<raft::Entry>::iterator end);
   void SendMessage(const raft::Message& m);
   bool AcceptSnapshotChunk(raft::Message& m);
   void InstallSnapshot(const raft::SnapshotMeta& meta);

@@ -473,6 +473,51 @@ TEST(PeerTransportTest, BulkMessagesDoNotDelayControlMessages) {
   EXPECT_EQ(chunks, kBulk);
 }
 
+// Send writes straight to the socket when the channel's writer is idle; a
+// big message only partly fits, and the writer must send the rest of that
+// frame before anything queued behind it. Bursts after idle pauses start
+// with such a direct write each time.
+TEST(PeerTransportTest, DirectWritesThatOnlyPartlyFitKeepFramesWholeAndInOrder) {
+  IoThread t;
+  auto opts = Options(1);
+  opts.max_queue_bytes = 256 << 20;
+  auto a = StartNode(t.io(), opts);
+  auto b = StartNode(t.io(), Options(2));
+  Connect(*a, *b);
+  ASSERT_TRUE(ProbeUntilDelivered(*a, *b, "warmup"));
+  size_t before = b->inbox.Count(1);
+  std::vector<std::string> sent;
+  std::mt19937 rng(7);
+  for (int burst = 0; burst < 6; burst++) {
+    for (int i = 0; i < 5; i++) {
+      // Far larger than a loopback socket buffer, then small ones behind it.
+      std::string big(std::uniform_int_distribution<size_t>(1 << 20, 6 << 20)(rng), '\0');
+      for (size_t k = 0; k < big.size(); k += 4096) big[k] = static_cast<char>(rng());
+      big[0] = static_cast<char>(burst);
+      sent.push_back(big);
+      ASSERT_TRUE(a->transport.Send(2, big));
+      for (int j = 0; j < 3; j++) {
+        sent.push_back("small-" + std::to_string(burst) + "-" + std::to_string(i) + "-" +
+                       std::to_string(j));
+        ASSERT_TRUE(a->transport.Send(2, sent.back()));
+      }
+    }
+    size_t want = before + sent.size();
+    ASSERT_TRUE(WaitFor([&] { return b->inbox.Count(1) >= want; }))
+        << "burst " << burst << ": " << b->inbox.Count(1) - before << " of " << sent.size();
+  }
+  auto got = b->inbox.From(1);
+  ASSERT_EQ(got.size(), before + sent.size());
+  for (size_t i = 0; i < sent.size(); i++) {
+    ASSERT_TRUE(got[before + i] == sent[i])
+        << "message " << i << " differs (" << got[before + i].size() << " bytes, sent "
+        << sent[i].size() << ")";
+  }
+  EXPECT_EQ(a->transport.stats().dropped, 0u);
+  EXPECT_EQ(b->transport.stats().protocol_errors, 0u);
+  EXPECT_EQ(a->transport.stats().reconnects, 0u);
+}
+
 TEST(PeerTransportTest, GarbageOnThePortIsRefusedAndPortKeepsServing) {
   IoThread t;
   auto a = StartNode(t.io(), Options(1));
