@@ -1276,6 +1276,17 @@ void ClusterNode::HandleReady(raft::Ready& rd) {
     }
   }
   DispatchCommitted(rd.committed_entries.begin(), rd.committed_entries.begin() + early);
+  // Only entries, a term and a vote must be durable before what follows
+  // them is sent. A hard state whose only news is the commit index is
+  // written but left for the next fsync (as etcd's MustSync): commit is
+  // not a promise to anyone, a restart raises it to state.db's applied
+  // index (Init), and applied entries are always durable here. Skipping
+  // those fsyncs matters because every node's fsyncs share one device.
+  bool must_sync = !rd.entries.empty();
+  if (rd.hard_state) {
+    store::LogHardState had = log_->hard_state();
+    must_sync |= rd.hard_state->term != had.term || rd.hard_state->vote != had.vote;
+  }
   if (!rd.entries.empty() || rd.hard_state) {
     if (!rd.entries.empty()) {
       std::vector<store::LogEntry> entries;
@@ -1291,11 +1302,13 @@ void ClusterNode::HandleReady(raft::Ready& rd) {
           log_->SetHardState({rd.hard_state->term, rd.hard_state->vote, rd.hard_state->commit});
       FLIN_CHECK(s.ok()) << s.ToString();
     }
-    // A failed fsync leaves nothing safe to promise (votes, acks): stop
-    // this node rather than continue with state that may not be on disk.
-    Status s = log_->Sync();
-    FLIN_CHECK(s.ok()) << "raft log sync failed, stopping this node: " << s.ToString();
-    syncs_.fetch_add(1, std::memory_order_relaxed);
+    if (must_sync) {
+      // A failed fsync leaves nothing safe to promise (votes, acks): stop
+      // this node rather than continue with state that may not be on disk.
+      Status s = log_->Sync();
+      FLIN_CHECK(s.ok()) << "raft log sync failed, stopping this node: " << s.ToString();
+      syncs_.fetch_add(1, std::memory_order_relaxed);
+    }
   }
   for (raft::Message* m : later) SendMessage(*m);
   for (const raft::SnapshotSend& s : rd.snapshot_sends) StartSnapshotStream(s);
