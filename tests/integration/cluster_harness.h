@@ -20,6 +20,7 @@
 // nodes belong to the test thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -170,7 +171,9 @@ class Cluster {
     TcpProxy::Link* inbound = nullptr;  // with proxies
     uint64_t dropped_at_heal = 0;
     std::unique_ptr<Flind> flind;
-    bool stopped = false;
+    // Atomic: worker threads ask up_ids() while the test thread stops and
+    // continues nodes.
+    std::atomic<bool> stopped{false};
   };
   Node& node(uint64_t id);
   const Node& node(uint64_t id) const;
