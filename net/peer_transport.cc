@@ -586,14 +586,14 @@ awaitable<void> WriteLoop(std::shared_ptr<Impl> self, std::shared_ptr<Channel> c
     co_await asio::async_write(*socket, buffers, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       // Whether the peer got any of the batch is unknown: Raft retransmits.
-      self->dropped += batch.size();
+      self->dropped += batch.size() + (head.empty() ? 0 : 1);
       if (!self->Stopped()) {
         LOG_WARN << "peer " << ch->peer_id << ": " << ChannelName(ch->channel)
                  << " connection lost: " << ec.message();
       }
       co_return;
     }
-    self->sent += batch.size();
+    self->sent += batch.size() + (head.empty() ? 0 : 1);
   }
 }
 
@@ -996,7 +996,7 @@ bool PeerTransport::Send(uint64_t to, std::string payload, Priority p) {
       } else {
         ch->head.append(payload, done - header.size());
       }
-      impl.sent++;
+      // Counted as sent (or dropped) by the writer, with the rest.
     } else {
       ch->queue_bytes += payload.size();
       ch->queue.push_back(std::move(payload));

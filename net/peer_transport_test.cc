@@ -486,6 +486,7 @@ TEST(PeerTransportTest, DirectWritesThatOnlyPartlyFitKeepFramesWholeAndInOrder) 
   Connect(*a, *b);
   ASSERT_TRUE(ProbeUntilDelivered(*a, *b, "warmup"));
   size_t before = b->inbox.Count(1);
+  uint64_t sent_before = a->transport.stats().sent;
   std::vector<std::string> sent;
   std::mt19937 rng(7);
   for (int burst = 0; burst < 6; burst++) {
@@ -513,6 +514,9 @@ TEST(PeerTransportTest, DirectWritesThatOnlyPartlyFitKeepFramesWholeAndInOrder) 
         << "message " << i << " differs (" << got[before + i].size() << " bytes, sent "
         << sent[i].size() << ")";
   }
+  // Each message counted once, whether written whole here or finished by
+  // the writer.
+  EXPECT_EQ(a->transport.stats().sent, sent_before + sent.size());
   EXPECT_EQ(a->transport.stats().dropped, 0u);
   EXPECT_EQ(b->transport.stats().protocol_errors, 0u);
   EXPECT_EQ(a->transport.stats().reconnects, 0u);
