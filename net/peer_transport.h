@@ -51,10 +51,11 @@
 // handler runs on that thread. SetPeer, RemovePeer, Send and stats() are
 // thread-safe. Send writes to the connection itself when its writer is idle
 // (a non-blocking sendmsg from the caller's thread, so no wake-up of the io
-// thread per message); what the socket does not take, the io thread writes. Start and Stop may be
-// called from any thread; Stop from a thread other than the io thread waits for the io thread to
-// process it, so the io_context must be running (or already stopped: io.stop(), or run() returned)
-// at that moment, unless neither Start nor SetPeer was called.
+// thread per message); what the socket does not take, the io thread writes.
+// Start and Stop may be called from any thread; Stop from a thread other
+// than the io thread waits for the io thread to process it, so the
+// io_context must be running (or already stopped: io.stop(), or run()
+// returned) at that moment, unless neither Start nor SetPeer was called.
 #pragma once
 
 #include <asio/io_context.hpp>
