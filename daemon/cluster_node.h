@@ -6,10 +6,12 @@
 //   raft thread   owns the raft::Raft and the RaftLog writes: feeds it
 //                 messages, ticks, proposals and read requests; for every
 //                 Ready appends + fdatasyncs (group commit: all proposals
-//                 that arrived during the previous fsync share the next),
-//                 sends messages (AppendEntries before the fsync, everything
-//                 else after: thesis §10.2.1), installs snapshots, and hands
-//                 committed entries to the apply thread.
+//                 that arrived during the previous fsync share the next;
+//                 no fsync when only the commit index moved), sends
+//                 messages (AppendEntries before the fsync, everything else
+//                 after: thesis §10.2.1), installs snapshots, and hands
+//                 committed entries to the apply thread (those already
+//                 durable here before the fsync, the rest after it).
 //   apply thread  applies committed entries to state.db in batched SQLite
 //                 transactions that also store the applied index, the Raft
 //                 configuration and the members' addresses; completes the
