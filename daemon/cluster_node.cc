@@ -636,23 +636,25 @@ void ClusterNode::OnPeerMessage(uint64_t from, std::string_view payload) {
   if (payload.empty()) return;
   uint8_t kind = static_cast<uint8_t>(payload[0]);
   payload.remove_prefix(1);
+  // Decoded before taking mu_, which the raft thread needs for every turn.
+  raft::Message m;
+  if (kind == kRaftMsg) {
+    Status s = raft::DecodeMessage(payload, &m);
+    if (!s.ok()) {
+      LOG_WARN << "bad raft message from node " << from << ": " << s.ToString();
+      return;
+    }
+    if (m.from != from) {
+      LOG_WARN << "node " << from << " sent a message claiming to be from node " << m.from;
+      return;
+    }
+  }
   std::unique_lock<std::mutex> lock(mu_);
   if (stopping_) return;
   switch (kind) {
-    case kRaftMsg: {
-      raft::Message m;
-      Status s = raft::DecodeMessage(payload, &m);
-      if (!s.ok()) {
-        LOG_WARN << "bad raft message from node " << from << ": " << s.ToString();
-        return;
-      }
-      if (m.from != from) {
-        LOG_WARN << "node " << from << " sent a message claiming to be from node " << m.from;
-        return;
-      }
+    case kRaftMsg:
       inbox_.push_back(std::move(m));
       break;
-    }
     case kForwardReq:
       forwarded_in_.emplace_back(from, std::string(payload));
       break;
@@ -1291,8 +1293,10 @@ void ClusterNode::HandleReady(raft::Ready& rd) {
     if (!rd.entries.empty()) {
       std::vector<store::LogEntry> entries;
       entries.reserve(rd.entries.size());
+      // The Ready's copies are not needed after this: move, not copy.
       for (raft::Entry& e : rd.entries) {
-        entries.push_back(store::LogEntry{e.index, e.term, static_cast<uint8_t>(e.type), e.data});
+        entries.push_back(
+            store::LogEntry{e.index, e.term, static_cast<uint8_t>(e.type), std::move(e.data)});
       }
       Status s = log_->Append(entries);
       FLIN_CHECK(s.ok()) << "raft log append failed: " << s.ToString();
