@@ -1269,15 +1269,13 @@ void ClusterNode::HandleReady(raft::Ready& rd) {
   // not wait for the disk write of newer entries. Entries at and after
   // rd.entries' first index are applied only once synced here, so state.db
   // never records an applied index beyond this node's durable log.
-  size_t early = rd.committed_entries.size();
+  auto early = rd.committed_entries.end();
   if (!rd.entries.empty()) {
     uint64_t first_new = rd.entries.front().index;
-    early = 0;
-    while (early < rd.committed_entries.size() && rd.committed_entries[early].index < first_new) {
-      early++;
-    }
+    early = std::find_if(rd.committed_entries.begin(), rd.committed_entries.end(),
+                         [&](const raft::Entry& e) { return e.index >= first_new; });
   }
-  DispatchCommitted(rd.committed_entries.begin(), rd.committed_entries.begin() + early);
+  DispatchCommitted(rd.committed_entries.begin(), early);
   // Only entries, a term and a vote must be durable before what follows
   // them is sent. A hard state whose only news is the commit index is
   // written but left for the next fsync (as etcd's MustSync): commit is
@@ -1318,7 +1316,7 @@ void ClusterNode::HandleReady(raft::Ready& rd) {
   for (const raft::SnapshotSend& s : rd.snapshot_sends) StartSnapshotStream(s);
   // The rest of the committed entries: those that only became durable here
   // (a follower learns the commit index with the entries themselves).
-  DispatchCommitted(rd.committed_entries.begin() + early, rd.committed_entries.end());
+  DispatchCommitted(early, rd.committed_entries.end());
   for (raft::ReadState& rs : rd.read_states) {
     Reader r(rs.context);
     uint64_t ctx;

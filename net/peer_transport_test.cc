@@ -425,14 +425,22 @@ TEST(PeerTransportTest, QueuedMessagesAreDeliveredOncePeerComesUp) {
   ExpectInOrder(*b, 1, 50);
 }
 
-TEST(PeerTransportTest, BulkMessagesDoNotDelayControlMessages) {
-  IoThread t;
+// Node 1 (room for 256 MB of queued messages) connected to node 2, with a
+// message delivered from 1 to 2 (tagged `tag`).
+void StartBigQueuePair(asio::io_context& io, std::unique_ptr<Node>* a, std::unique_ptr<Node>* b,
+                       const std::string& tag) {
   auto opts = Options(1);
   opts.max_queue_bytes = 256 << 20;
-  auto a = StartNode(t.io(), opts);
-  auto b = StartNode(t.io(), Options(2));
-  Connect(*a, *b);
-  ASSERT_TRUE(ProbeUntilDelivered(*a, *b, "warmup-control"));
+  *a = StartNode(io, opts);
+  *b = StartNode(io, Options(2));
+  Connect(**a, **b);
+  ASSERT_TRUE(ProbeUntilDelivered(**a, **b, tag));
+}
+
+TEST(PeerTransportTest, BulkMessagesDoNotDelayControlMessages) {
+  IoThread t;
+  std::unique_ptr<Node> a, b;
+  ASSERT_NO_FATAL_FAILURE(StartBigQueuePair(t.io(), &a, &b, "warmup-control"));
   ASSERT_TRUE(a->transport.Send(2, "warmup-bulk", Priority::kBulk));
   ASSERT_TRUE(WaitFor([&] { return b->inbox.Has(1, "warmup-bulk"); }));
 
@@ -479,12 +487,8 @@ TEST(PeerTransportTest, BulkMessagesDoNotDelayControlMessages) {
 // with such a direct write each time.
 TEST(PeerTransportTest, DirectWritesThatOnlyPartlyFitKeepFramesWholeAndInOrder) {
   IoThread t;
-  auto opts = Options(1);
-  opts.max_queue_bytes = 256 << 20;
-  auto a = StartNode(t.io(), opts);
-  auto b = StartNode(t.io(), Options(2));
-  Connect(*a, *b);
-  ASSERT_TRUE(ProbeUntilDelivered(*a, *b, "warmup"));
+  std::unique_ptr<Node> a, b;
+  ASSERT_NO_FATAL_FAILURE(StartBigQueuePair(t.io(), &a, &b, "warmup"));
   size_t before = b->inbox.Count(1);
   uint64_t sent_before = a->transport.stats().sent;
   std::vector<std::string> sent;
